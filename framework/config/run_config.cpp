@@ -1,0 +1,137 @@
+#include "framework/config/run_config.h"
+
+#include <fmt/format.h>
+
+#include <cmath>
+
+namespace attnlab {
+namespace {
+
+MixerSpec parse_mixer_spec(ParseVisitor& parent, YAML::Node node, const std::string& path) {
+  const auto& reg = MixerRegistry::instance();
+  MixerSpec spec;
+  YAML::Node options_node;
+  if (node.IsScalar()) {
+    spec.type = node.Scalar();
+  } else if (node.IsMap() && node["type"] && node["type"].IsScalar()) {
+    spec.type = node["type"].Scalar();
+    options_node = YAML::Clone(node);
+    options_node.remove("type");
+  } else {
+    parent.error("", path + ": expected a mixer name or a mapping with `type:`");
+    return spec;
+  }
+  const MixerEntry* entry = reg.find(spec.type);
+  if (!entry) {
+    parent.error("", path + ": " + reg.unknown_message("mixer", spec.type));
+    return spec;
+  }
+  ParseVisitor v = parent.child_visitor_of(options_node, path);
+  spec.options = entry->parse(v);
+  v.finish();
+  return spec;
+}
+
+void parse_model(ParseVisitor& v, ModelConfig& m) {
+  m.visit(v);
+  YAML::Node mixer = v.take("mixer");
+  YAML::Node pattern = v.take("pattern");
+  const std::string base = v.path();
+  if (pattern && !pattern.IsNull()) {
+    if (!pattern.IsSequence() || pattern.size() == 0) {
+      v.error("pattern", "expected a non-empty list of mixers");
+    } else {
+      for (size_t i = 0; i < pattern.size(); ++i)
+        m.pattern.push_back(parse_mixer_spec(v, pattern[i], fmt::format("{}.pattern[{}]", base, i)));
+    }
+  } else {
+    m.pattern.push_back(parse_mixer_spec(v, mixer ? mixer : YAML::Node("softmax"), base + ".mixer"));
+  }
+}
+
+}  // namespace
+
+int64_t ModelConfig::resolved_mlp_hidden() const {
+  if (mlp_hidden > 0) return mlp_hidden;
+  const int64_t raw = (8 * dim + 2) / 3;
+  return (raw + 31) / 32 * 32;
+}
+
+RunConfig parse_run_config(const YamlSource& src) {
+  std::vector<std::string> errors;
+  RunConfig cfg;
+  ParseVisitor root(src, src.root, "", errors);
+  root.section("run", cfg.run, "");
+  {
+    ParseVisitor mv = root.child_visitor("model");
+    parse_model(mv, cfg.model);
+    mv.finish();
+  }
+  root.section("data", cfg.data, "");
+  root.section("optim", cfg.optim, "");
+  root.section("train", cfg.train, "");
+  root.section("eval", cfg.eval, "");
+  root.section("checkpoint", cfg.checkpoint, "");
+  root.section("log", cfg.log, "");
+  root.finish();
+  if (!errors.empty()) throw ConfigError(errors);
+  cfg.validate();
+  return cfg;
+}
+
+RunConfig load_run_config(const std::string& recipe, const std::vector<std::string>& overrides) {
+  return parse_run_config(load_recipe(recipe, overrides));
+}
+
+void RunConfig::validate() const {
+  std::vector<std::string> errors;
+  auto rule = [&](bool ok, const std::string& msg) {
+    if (!ok) errors.push_back("config: " + msg);
+  };
+  rule(data.seq_len <= model.max_seq_len,
+       fmt::format("data.seq_len ({}) must not exceed model.max_seq_len ({})", data.seq_len,
+                   model.max_seq_len));
+  rule(data.tokenizer == "byte" || !data.tokenizer_path.empty(),
+       fmt::format("data.tokenizer '{}' needs data.tokenizer_path", data.tokenizer));
+  rule(!run.name.empty() && run.name.find('/') == std::string::npos,
+       fmt::format("run.name '{}' must be a non-empty name without '/'", run.name));
+  if (!errors.empty()) throw ConfigError(errors);
+}
+
+std::string RunConfig::to_yaml() const {
+  RunConfig copy = *this;  // visit() takes non-const refs
+  YAML::Emitter out;
+  EmitVisitor v(out);
+  out << YAML::BeginMap;
+  v.section("run", copy.run, "");
+  out << YAML::Key << "model" << YAML::Value << YAML::BeginMap;
+  copy.model.visit(v);
+  out << YAML::Key << "pattern" << YAML::Value << YAML::BeginSeq;
+  for (const auto& spec : copy.model.pattern) {
+    out << YAML::BeginMap << YAML::Key << "type" << YAML::Value << spec.type;
+    spec.options->emit(v);
+    out << YAML::EndMap;
+  }
+  out << YAML::EndSeq << YAML::EndMap;
+  v.section("data", copy.data, "");
+  v.section("optim", copy.optim, "");
+  v.section("train", copy.train, "");
+  v.section("eval", copy.eval, "");
+  v.section("checkpoint", copy.checkpoint, "");
+  v.section("log", copy.log, "");
+  out << YAML::EndMap;
+  return std::string(out.c_str()) + "\n";
+}
+
+std::string RunConfig::model_hash() const {
+  RunConfig copy = *this;
+  copy.run = RunSection{};
+  copy.train.steps = 1;  // extending a run is allowed
+  copy.optim.warmup_steps = 0;
+  const std::string text = copy.to_yaml();
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : text) h = (h ^ c) * 1099511628211ull;
+  return fmt::format("{:016x}", h);
+}
+
+}  // namespace attnlab

@@ -1,0 +1,31 @@
+#include "framework/model/blocks.h"
+
+#include <ATen/ops/ones.h>
+#include <ATen/ops/rsqrt.h>
+#include <ATen/ops/silu.h>
+
+namespace attnlab {
+
+RMSNormImpl::RMSNormImpl(int64_t dim, double eps_) : eps(eps_) {
+  weight = register_parameter("weight", at::ones({dim}));
+}
+
+at::Tensor RMSNormImpl::forward(const at::Tensor& x) {
+  at::Tensor xf = x.to(at::kFloat, /*non_blocking=*/false, /*copy=*/false);
+  if (x.scalar_type() == at::kDouble) xf = x;
+  at::Tensor inv = at::rsqrt(xf.pow(2).mean(-1, /*keepdim=*/true) + eps);
+  return (xf * inv).to(x.scalar_type()) * weight.to(x.scalar_type());
+}
+
+SwiGLUImpl::SwiGLUImpl(int64_t dim, int64_t hidden) {
+  auto opts = [](int64_t i, int64_t o) { return torch::nn::LinearOptions(i, o).bias(false); };
+  gate_proj = register_module("gate_proj", torch::nn::Linear(opts(dim, hidden)));
+  up_proj = register_module("up_proj", torch::nn::Linear(opts(dim, hidden)));
+  down_proj = register_module("down_proj", torch::nn::Linear(opts(hidden, dim)));
+}
+
+at::Tensor SwiGLUImpl::forward(const at::Tensor& x) {
+  return down_proj->forward(at::silu(gate_proj->forward(x)) * up_proj->forward(x));
+}
+
+}  // namespace attnlab

@@ -1,0 +1,108 @@
+// The mixer contract (docs/design: "The mixer contract"). A mixer maps x [B, T, D] -> y [B, T, D]
+// causally. Concrete mixers live in layers/<name>/ and register themselves with
+// ATTNLAB_REGISTER_MIXER; framework/ only ever sees this interface.
+#pragma once
+#include <ATen/core/Tensor.h>
+#include <torch/nn/module.h>
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "framework/config/options.h"
+#include "framework/registry/registry.h"
+
+namespace attnlab {
+
+/// How a mixer splits work across context-parallel ranks (only `none` exists so far).
+enum class CpStrategy { none, state_gather, ring_lse, ring_sum, halo, serial_state, ulysses };
+const char* to_string(CpStrategy s);
+
+/// Per-call information a mixer may need besides its input.
+struct MixerContext {
+  bool training = false;
+  /// Implementation choice: auto | reference | chunked | fused (each mixer lists what it has).
+  std::string kernel = "auto";
+};
+
+/// Opaque per-sequence decoding state (KV cache, recurrent state, ...).
+struct MixerState {
+  virtual ~MixerState() = default;
+  int64_t position = 0;  ///< tokens consumed so far
+};
+
+/// Model-level facts a mixer is built from.
+struct MixerShape {
+  int64_t dim = 0;          ///< model width D
+  int64_t layer_index = 0;  ///< 0-based depth of this block
+  int64_t num_layers = 0;
+  int64_t max_seq_len = 0;
+};
+
+/// Parsed options of one mixer; `emit` writes them back as YAML (round-trip tested).
+struct MixerOptions {
+  virtual ~MixerOptions() = default;
+  virtual void emit(EmitVisitor& v) = 0;
+};
+
+class Mixer : public torch::nn::Module {
+ public:
+  /// x [B, T, D] -> [B, T, D]; causal in T.
+  virtual at::Tensor forward(const at::Tensor& x, const MixerContext& ctx) = 0;
+  /// Fresh decoding state for `batch` sequences of at most `max_len` tokens.
+  virtual std::unique_ptr<MixerState> init_state(int64_t batch, int64_t max_len) = 0;
+  /// One token: x_t [B, D] -> [B, D]; advances `state`.
+  virtual at::Tensor step(const at::Tensor& x_t, MixerState& state) = 0;
+  /// Auxiliary loss of the last forward (load balancing, ...), if the method has one.
+  virtual std::optional<at::Tensor> aux_loss() { return std::nullopt; }
+  virtual CpStrategy cp_strategy() const { return CpStrategy::none; }
+  /// Forward FLOPs per token for a sequence of length T beyond its parameter matmuls
+  /// (e.g. attention scores), used for the MFU estimate.
+  virtual double extra_flops_per_token(int64_t /*seq_len*/) const { return 0; }
+};
+
+struct MixerEntry {
+  std::string description;
+  std::vector<std::string> option_docs;
+  std::shared_ptr<MixerOptions> (*parse)(ParseVisitor& v);
+  std::shared_ptr<Mixer> (*create)(const MixerOptions& opts, const MixerShape& shape);
+};
+using MixerRegistry = Registry<MixerEntry>;
+
+/// A mixer type plus its parsed options (one entry of model.pattern).
+struct MixerSpec {
+  std::string type;
+  std::shared_ptr<MixerOptions> options;
+};
+
+namespace detail {
+template <class Opts>
+struct OptionsBox : MixerOptions {
+  Opts value;
+  void emit(EmitVisitor& v) override { value.visit(v); }
+};
+template <class M, class Opts>
+MixerEntry make_mixer_entry(const char* description) {
+  MixerEntry e;
+  e.description = description;
+  e.option_docs = describe_options<Opts>();
+  e.parse = [](ParseVisitor& v) -> std::shared_ptr<MixerOptions> {
+    auto box = std::make_shared<OptionsBox<Opts>>();
+    box->value.visit(v);
+    return box;
+  };
+  e.create = [](const MixerOptions& o, const MixerShape& s) -> std::shared_ptr<Mixer> {
+    return std::make_shared<M>(static_cast<const OptionsBox<Opts>&>(o).value, s);
+  };
+  return e;
+}
+}  // namespace detail
+
+/// One line per mixer, in its .cpp:  ATTNLAB_REGISTER_MIXER("softmax", SoftmaxAttention,
+/// SoftmaxOptions, "causal multi-head attention ...");
+#define ATTNLAB_REGISTER_MIXER(NAME, CLASS, OPTIONS, DESCRIPTION)                         \
+  static const bool attnlab_registered_##CLASS = ::attnlab::MixerRegistry::instance().add( \
+      NAME, ::attnlab::detail::make_mixer_entry<CLASS, OPTIONS>(DESCRIPTION))
+
+}  // namespace attnlab

@@ -1,0 +1,12 @@
+// Rotary position embedding, rotate-half convention (HF Llama): dimension j pairs with j + d/2,
+// theta_m = base^(-2m/d). Angles are computed in fp32 (fp64 for fp64 inputs) from absolute
+// positions so decoding at position p matches the parallel forward. Spec: layers-softmax.md §1.2.
+#pragma once
+#include <ATen/core/Tensor.h>
+
+namespace attnlab::layers {
+
+/// x [B, T, H, d] at positions offset..offset+T-1 -> rotated x, same shape and dtype.
+at::Tensor apply_rotary(const at::Tensor& x, int64_t offset, double base);
+
+}  // namespace attnlab::layers

@@ -1,0 +1,89 @@
+#include "layers/softmax/softmax_attention.h"
+
+#include <ATen/ops/scaled_dot_product_attention.h>
+#include <ATen/ops/zeros.h>
+
+#include <cmath>
+
+#include "kernels/attention/reference.h"
+#include "layers/common/rotary.h"
+
+namespace attnlab::layers {
+namespace {
+struct KVCache : MixerState {
+  at::Tensor k, v;  // [B, Hkv, max_len, d]
+};
+}  // namespace
+
+SoftmaxAttention::SoftmaxAttention(const SoftmaxOptions& o, const MixerShape& s)
+    : heads_(o.heads),
+      kv_heads_(o.kv_heads ? o.kv_heads : o.heads),
+      head_dim_(o.head_dim ? o.head_dim : s.dim / o.heads),
+      rope_base_(o.rope_base) {
+  TORCH_CHECK(heads_ % kv_heads_ == 0, "softmax: heads (", heads_, ") must be a multiple of kv_heads (",
+              kv_heads_, ")");
+  TORCH_CHECK(o.head_dim || s.dim % heads_ == 0, "softmax: dim (", s.dim,
+              ") must be divisible by heads (", heads_, ") unless head_dim is set");
+  TORCH_CHECK(head_dim_ % 2 == 0, "softmax: head_dim must be even for RoPE, got ", head_dim_);
+  auto lin = [](int64_t i, int64_t o) { return torch::nn::LinearOptions(i, o).bias(false); };
+  q_proj = register_module("q_proj", torch::nn::Linear(lin(s.dim, heads_ * head_dim_)));
+  k_proj = register_module("k_proj", torch::nn::Linear(lin(s.dim, kv_heads_ * head_dim_)));
+  v_proj = register_module("v_proj", torch::nn::Linear(lin(s.dim, kv_heads_ * head_dim_)));
+  o_proj = register_module("o_proj", torch::nn::Linear(lin(heads_ * head_dim_, s.dim)));
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> SoftmaxAttention::project(const at::Tensor& x,
+                                                                         int64_t offset) {
+  const int64_t B = x.size(0), T = x.size(1);
+  at::Tensor q = q_proj->forward(x).view({B, T, heads_, head_dim_});
+  at::Tensor k = k_proj->forward(x).view({B, T, kv_heads_, head_dim_});
+  at::Tensor v = v_proj->forward(x).view({B, T, kv_heads_, head_dim_});
+  return {apply_rotary(q, offset, rope_base_), apply_rotary(k, offset, rope_base_), v};
+}
+
+at::Tensor SoftmaxAttention::forward(const at::Tensor& x, const MixerContext& ctx) {
+  const int64_t B = x.size(0), T = x.size(1);
+  auto [q, k, v] = project(x, 0);
+  q = q.transpose(1, 2), k = k.transpose(1, 2), v = v.transpose(1, 2);  // [B, H*, T, d]
+  const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim_));
+  at::Tensor o;
+  if (ctx.kernel == "reference") {
+    o = kernels::causal_attention_reference(q, k, v, scale);
+  } else {
+    o = at::scaled_dot_product_attention(q, k, v, /*attn_mask=*/{}, /*dropout_p=*/0.0,
+                                         /*is_causal=*/true, scale, /*enable_gqa=*/true);
+  }
+  return o_proj->forward(o.transpose(1, 2).reshape({B, T, heads_ * head_dim_}));
+}
+
+std::unique_ptr<MixerState> SoftmaxAttention::init_state(int64_t batch, int64_t max_len) {
+  auto s = std::make_unique<KVCache>();
+  auto opts = q_proj->weight.options();
+  s->k = at::zeros({batch, kv_heads_, max_len, head_dim_}, opts);
+  s->v = at::zeros({batch, kv_heads_, max_len, head_dim_}, opts);
+  return s;
+}
+
+at::Tensor SoftmaxAttention::step(const at::Tensor& x_t, MixerState& state) {
+  auto& cache = static_cast<KVCache&>(state);
+  const int64_t B = x_t.size(0), p = cache.position;
+  TORCH_CHECK(p < cache.k.size(2), "softmax: KV cache of ", cache.k.size(2), " positions is full");
+  auto [q, k, v] = project(x_t.unsqueeze(1), p);  // [B, 1, H*, d]
+  cache.k.narrow(2, p, 1).copy_(k.transpose(1, 2));
+  cache.v.narrow(2, p, 1).copy_(v.transpose(1, 2));
+  cache.position = p + 1;
+  at::Tensor o = kernels::causal_attention_reference(
+      q.transpose(1, 2), cache.k.narrow(2, 0, p + 1), cache.v.narrow(2, 0, p + 1),
+      1.0 / std::sqrt(static_cast<double>(head_dim_)));  // [B, H, 1, d]
+  return o_proj->forward(o.reshape({B, heads_ * head_dim_}));
+}
+
+double SoftmaxAttention::extra_flops_per_token(int64_t seq_len) const {
+  // QK^T and PV: 2 matmuls * 2 FLOPs * d per (query, key) pair; causal halves the pairs.
+  return 2.0 * 2.0 * heads_ * head_dim_ * seq_len / 2.0;
+}
+
+ATTNLAB_REGISTER_MIXER("softmax", SoftmaxAttention, SoftmaxOptions,
+                       "causal multi-head attention with RoPE and GQA (SDPA; KV-cache decode)");
+
+}  // namespace attnlab::layers

@@ -1,0 +1,44 @@
+// softmax: the baseline mixer. Causal multi-head attention with RoPE and GQA
+// (spec/layers-softmax.md §1). q = RoPE(x Wq) [B,T,H,d], k = RoPE(x Wk), v = x Wv [B,T,Hkv,d],
+// y = softmax(q k^T / sqrt(d) + causal) v Wo. `kernel: auto|fused` runs
+// at::scaled_dot_product_attention; `reference` runs the plain-torch definition.
+// Decoding keeps a KV cache of max_len positions.
+#pragma once
+#include <torch/nn/modules/linear.h>
+
+#include "framework/model/mixer.h"
+
+namespace attnlab::layers {
+
+struct SoftmaxOptions {
+  int64_t heads = 4;
+  int64_t kv_heads = 0;   ///< 0: same as heads (MHA); 1: MQA
+  int64_t head_dim = 0;   ///< 0: dim / heads
+  double rope_base = 10000.0;
+  template <class V> void visit(V& v) {
+    v("heads", heads, "query heads H", Bounds{1, 4096});
+    v("kv_heads", kv_heads, "key/value heads (GQA); 0 = heads", Bounds{0, 4096});
+    v("head_dim", head_dim, "per-head width d; 0 = dim / heads", Bounds{0, 4096});
+    v("rope_base", rope_base, "RoPE base frequency", Bounds{1, 1e9});
+  }
+};
+
+class SoftmaxAttention : public Mixer {
+ public:
+  SoftmaxAttention(const SoftmaxOptions& opts, const MixerShape& shape);
+  at::Tensor forward(const at::Tensor& x, const MixerContext& ctx) override;
+  std::unique_ptr<MixerState> init_state(int64_t batch, int64_t max_len) override;
+  at::Tensor step(const at::Tensor& x_t, MixerState& state) override;
+  CpStrategy cp_strategy() const override { return CpStrategy::ring_lse; }
+  double extra_flops_per_token(int64_t seq_len) const override;
+
+  torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
+
+ private:
+  /// x [B, T, D] -> q [B, T, H, d], k and v [B, T, Hkv, d], rotary applied from `offset`.
+  std::tuple<at::Tensor, at::Tensor, at::Tensor> project(const at::Tensor& x, int64_t offset);
+  int64_t heads_, kv_heads_, head_dim_;
+  double rope_base_;
+};
+
+}  // namespace attnlab::layers

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Idempotent bootstrap: Debian packages, the pinned torch wheel in a cached venv, the CMake build.
+# Safe to re-run; fast when nothing is missing. Sourced by tools/train-default.sh and tools/test.sh.
+#   tools/setup.sh [build-target...]     (default target: all)
+set -euo pipefail
+
+ATTNLAB_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+TORCH_VERSION="2.11.0"
+CACHE_ROOT="${ATTNLAB_CACHE:-$HOME/.cache/attnlab}"
+VENV="$CACHE_ROOT/venv-torch-$TORCH_VERSION"
+BUILD_DIR="${ATTNLAB_BUILD_DIR:-$ATTNLAB_ROOT/build}"
+export CCACHE_DIR="${CCACHE_DIR:-$CACHE_ROOT/ccache}"
+export CCACHE_SLOPPINESS="pch_defines,time_macros,include_file_mtime,include_file_ctime"
+export CCACHE_MAXSIZE="${CCACHE_MAXSIZE:-5G}"
+
+APT_PACKAGES=(cmake ninja-build ccache g++ python3-venv libyaml-cpp-dev libfmt-dev libgtest-dev
+              libbenchmark-dev nlohmann-json3-dev libcli11-dev mold fortunes fortune-mod)
+
+log() { printf '[setup] %s\n' "$*" >&2; }
+
+install_apt_packages() {
+  local missing=()
+  for p in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  log "installing Debian packages: ${missing[*]}"
+  local sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+find_python() {
+  # The venv's own python must support venv+pip; pyenv's or the system's both work.
+  command -v python3
+}
+
+install_torch_venv() {
+  if [ -x "$VENV/bin/python" ] &&
+     [ "$("$VENV/bin/python" -c 'import torch; print(torch.__version__.split("+")[0])' 2>/dev/null)" = "$TORCH_VERSION" ]; then
+    :
+  else
+    log "installing torch==$TORCH_VERSION into $VENV (several GB, once per machine)"
+    mkdir -p "$CACHE_ROOT"
+    rm -rf "$VENV.partial"
+    "$(find_python)" -m venv "$VENV.partial"
+    "$VENV.partial/bin/pip" install -q --progress-bar off "torch==$TORCH_VERSION"
+    rm -rf "$VENV"
+    mv "$VENV.partial" "$VENV"   # only bin/python is used, so the renamed venv stays valid
+  fi
+  # The project-local venv is a link into the versioned cache, so fresh clones reuse it.
+  if [ "$(readlink "$ATTNLAB_ROOT/.venv" 2>/dev/null)" != "$VENV" ]; then
+    rm -rf "$ATTNLAB_ROOT/.venv"
+    ln -s "$VENV" "$ATTNLAB_ROOT/.venv"
+  fi
+}
+
+configure_and_build() {
+  if [ ! -f "$BUILD_DIR/build.ninja" ]; then
+    log "configuring $BUILD_DIR"
+    cmake -S "$ATTNLAB_ROOT" -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+      -DATTNLAB_PYTHON="$ATTNLAB_ROOT/.venv/bin/python" \
+      -DCUDAToolkit_ROOT=/usr/local/cuda >/dev/null
+  fi
+  log "building ${*:-all}"
+  cmake --build "$BUILD_DIR" --parallel "$(nproc)" ${1:+--target "$@"}
+}
+
+attnlab_setup() {
+  export PATH="/usr/local/cuda/bin:$PATH"
+  install_apt_packages
+  install_torch_venv
+  configure_and_build "$@"
+}
+
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+  attnlab_setup "$@"
+fi
