@@ -23,7 +23,7 @@ ParseVisitor::ParseVisitor(const YamlSource& src, YAML::Node node, std::string p
   if (node_.IsDefined() && !node_.IsNull() && !node_.IsMap()) {
     errors_.push_back(fmt::format("{}: {}: expected a mapping, got {}", src_.where(path_, node_),
                                   path_.empty() ? "<root>" : path_, scalar_text(node_)));
-    node_ = YAML::Node();
+    node_.reset();  // rebind the handle; operator= would overwrite the config tree
   }
 }
 
@@ -121,7 +121,7 @@ void ParseVisitor::finish() {
     if (std::find(known_.begin(), known_.end(), key) != known_.end()) continue;
     std::string hint = did_you_mean(key, known_);
     std::string p = child_path(key);
-    errors_.push_back(fmt::format("{}: {}: unknown key{}", src_.where(p, it->first), p,
+    errors_.push_back(fmt::format("{}: {}: unknown key{}", src_.where(p, it->second), p,
                                   hint.empty() ? "" : " (did you mean '" + hint + "'?)"));
   }
 }

@@ -7,26 +7,28 @@
 namespace attnlab {
 namespace {
 
-MixerSpec parse_mixer_spec(ParseVisitor& parent, YAML::Node node, const std::string& path) {
+// `key` is the field of model.* the spec came from (mixer | pattern), for error locations.
+MixerSpec parse_mixer_spec(ParseVisitor& parent, YAML::Node node, const std::string& key,
+                           const std::string& path) {
   const auto& reg = MixerRegistry::instance();
   MixerSpec spec;
-  YAML::Node options_node;
+  const bool is_map = node.IsMap() && node["type"] && node["type"].IsScalar();
   if (node.IsScalar()) {
     spec.type = node.Scalar();
-  } else if (node.IsMap() && node["type"] && node["type"].IsScalar()) {
+  } else if (is_map) {
     spec.type = node["type"].Scalar();
-    options_node = YAML::Clone(node);
-    options_node.remove("type");
   } else {
-    parent.error("", path + ": expected a mixer name or a mapping with `type:`");
+    parent.error(key, path + ": expected a mixer name or a mapping with `type:`");
     return spec;
   }
   const MixerEntry* entry = reg.find(spec.type);
   if (!entry) {
-    parent.error("", path + ": " + reg.unknown_message("mixer", spec.type));
+    if (is_map) parent.child_visitor_of(node, path).error("type", reg.unknown_message("mixer", spec.type));
+    else parent.error(key, reg.unknown_message("mixer", spec.type));
     return spec;
   }
-  ParseVisitor v = parent.child_visitor_of(options_node, path);
+  ParseVisitor v = parent.child_visitor_of(is_map ? node : YAML::Node(), path);
+  if (is_map) v.take("type");
   spec.options = entry->parse(v);
   v.finish();
   return spec;
@@ -42,10 +44,10 @@ void parse_model(ParseVisitor& v, ModelConfig& m) {
       v.error("pattern", "expected a non-empty list of mixers");
     } else {
       for (size_t i = 0; i < pattern.size(); ++i)
-        m.pattern.push_back(parse_mixer_spec(v, pattern[i], fmt::format("{}.pattern[{}]", base, i)));
+        m.pattern.push_back(parse_mixer_spec(v, pattern[i], "pattern", fmt::format("{}.pattern[{}]", base, i)));
     }
   } else {
-    m.pattern.push_back(parse_mixer_spec(v, mixer ? mixer : YAML::Node("softmax"), base + ".mixer"));
+    m.pattern.push_back(parse_mixer_spec(v, mixer ? mixer : YAML::Node("softmax"), "mixer", base + ".mixer"));
   }
 }
 

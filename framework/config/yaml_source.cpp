@@ -2,6 +2,7 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <set>
 
 #include "framework/config/config_error.h"
@@ -15,28 +16,37 @@ std::string join_path(const std::string& base, const std::string& key) {
   return base.empty() ? key : base + "." + key;
 }
 
+void record_origins(const YAML::Node& node, const std::string& path, const std::string& file,
+                    std::map<std::string, std::string>& origin) {
+  origin[path] = file;
+  if (node.IsMap())
+    for (auto it = node.begin(); it != node.end(); ++it)
+      record_origins(it->second, join_path(path, it->first.as<std::string>()), file, origin);
+}
+
 // Deep merge `src` into `dst` (maps merge recursively, anything else replaces) and record where
-// every leaf came from.
+// every value came from. Nodes are shared, not cloned: YAML::Clone drops the line marks.
 void merge_into(YAML::Node dst, const YAML::Node& src, const std::string& path,
                 const std::string& file, std::map<std::string, std::string>& origin) {
   for (auto it = src.begin(); it != src.end(); ++it) {
     const std::string key = it->first.as<std::string>();
     const std::string child = join_path(path, key);
     YAML::Node existing = dst[key];
-    if (it->second.IsMap() && existing.IsDefined() && existing.IsMap()) {
+    // Maps merge, except a map whose `type:` changes (swapping the mixer): its options belong to
+    // the old type, so the new map replaces it whole.
+    const bool type_changes = it->second.IsMap() && existing.IsMap() && it->second["type"] &&
+                              existing["type"] && it->second["type"].IsScalar() &&
+                              existing["type"].IsScalar() &&
+                              it->second["type"].Scalar() != existing["type"].Scalar();
+    if (it->second.IsMap() && existing.IsDefined() && existing.IsMap() && !type_changes) {
       merge_into(existing, it->second, child, file, origin);
-    } else {
-      dst[key] = YAML::Clone(it->second);
-      // A replaced subtree forgets where its old leaves came from.
-      for (auto o = origin.lower_bound(child); o != origin.end() && o->first.rfind(child, 0) == 0;)
-        o = origin.erase(o);
-      origin[child] = file;
-      if (it->second.IsMap()) {
-        std::map<std::string, std::string> sub;
-        merge_into(dst[key], it->second, child, file, sub);
-        origin.insert(sub.begin(), sub.end());
-      }
+      continue;
     }
+    dst[key] = it->second;
+    // A replaced subtree forgets where its old values came from.
+    for (auto o = origin.lower_bound(child + "."); o != origin.end() && o->first.rfind(child + ".", 0) == 0;)
+      o = origin.erase(o);
+    record_origins(it->second, child, file, origin);
   }
 }
 
@@ -104,8 +114,8 @@ void apply_override(YamlSource& src, const std::string& assignment) {
   } catch (const YAML::Exception& e) {
     throw ConfigError({"--set " + assignment + ": value is not valid YAML: " + e.msg});
   }
-  // Build {a: {b: {c: value}}} and merge it like one more file.
-  YAML::Node patch(YAML::NodeType::Map);
+  // Build {a: {b: {c: value}}} from the inside out. (Assigning one YAML::Node handle to another
+  // overwrites the referenced node, so no handle is ever reassigned here.)
   std::vector<std::string> parts;
   for (size_t start = 0;;) {
     size_t dot = path.find('.', start);
@@ -113,12 +123,13 @@ void apply_override(YamlSource& src, const std::string& assignment) {
     if (dot == std::string::npos) break;
     start = dot + 1;
   }
-  YAML::Node cursor = patch;
-  for (size_t i = 0; i + 1 < parts.size(); ++i) {
-    cursor[parts[i]] = YAML::Node(YAML::NodeType::Map);
-    cursor = cursor[parts[i]];
-  }
-  cursor[parts.back()] = value;
+  std::function<YAML::Node(size_t)> wrap = [&](size_t i) {
+    if (i == parts.size()) return value;
+    YAML::Node m(YAML::NodeType::Map);
+    m[parts[i]] = wrap(i + 1);
+    return m;
+  };
+  YAML::Node patch = wrap(0);
   merge_into(src.root, patch, "", "--set " + assignment, src.origin);
 }
 

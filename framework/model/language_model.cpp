@@ -3,6 +3,7 @@
 #include <ATen/ops/linear.h>
 #include <ATen/ops/zeros.h>
 #include <torch/nn/init.h>
+#include <torch/nn/modules/container/modulelist.h>
 
 #include <stdexcept>
 
@@ -46,10 +47,12 @@ at::Tensor BlockImpl::step(const at::Tensor& x_t, MixerState& state) {
 LanguageModelImpl::LanguageModelImpl(const ModelConfig& cfg) : cfg_(cfg) {
   if (cfg.pattern.empty()) throw std::invalid_argument("model.pattern is empty");
   embed_tokens = register_module("embed_tokens", torch::nn::Embedding(cfg.vocab_size, cfg.dim));
+  torch::nn::ModuleList list;
   for (int64_t i = 0; i < cfg.layers; ++i) {
-    const MixerSpec& spec = cfg.pattern[i % cfg.pattern.size()];
-    layers.push_back(register_module("layers." + std::to_string(i), Block(cfg, spec, i)));
+    layers.push_back(Block(cfg, cfg.pattern[i % cfg.pattern.size()], i));
+    list->push_back(layers.back());
   }
+  register_module("layers", list);
   norm = register_module("norm", RMSNorm(cfg.dim, cfg.norm_eps));
   if (!cfg.tie_embeddings)
     lm_head = register_module(

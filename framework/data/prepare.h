@@ -1,0 +1,23 @@
+// `attnlab data prepare`: text files -> documents -> token shards with a train/val split.
+// Documents: a file is split on lines holding only "%" (the fortune/strfile format); a file
+// without such lines is one document. Each document ends with the tokenizer's EOT id. A
+// document goes to val when hash(seed, index) says so, so the split is reproducible.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "framework/data/tokenizer.h"
+
+namespace attnlab {
+
+struct PrepareStats {
+  int64_t documents = 0, train_tokens = 0, val_tokens = 0, files = 0;
+};
+
+/// `inputs`: files or folders (walked recursively; binary files and *.dat indexes skipped).
+PrepareStats prepare_shards(const std::vector<std::string>& inputs, const Tokenizer& tok,
+                            const std::string& out_dir, double val_fraction, uint64_t seed = 0,
+                            int64_t shard_tokens = 100'000'000);
+
+}  // namespace attnlab

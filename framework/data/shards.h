@@ -1,0 +1,56 @@
+// Token shards in llm.c's format (build-and-formats.md §4.2): a 1024-byte header of 256
+// little-endian int32 (magic, version, token count), then the tokens. magic 20240520 /
+// version 1 holds uint16 tokens, 20240801 / version 7 uint32. Shards are memory-mapped; every
+// header field and the file size are checked, and a bad file is an error naming it.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace attnlab {
+
+constexpr int32_t kShardMagicU16 = 20240520;
+constexpr int32_t kShardMagicU32 = 20240801;
+
+/// Writes `tokens` atomically (temp file + rename); uint16 when every id < 65536.
+void write_shard(const std::string& path, const std::vector<int32_t>& tokens);
+
+class Shard {
+ public:
+  explicit Shard(const std::string& path);
+  ~Shard();
+  Shard(const Shard&) = delete;
+  Shard& operator=(const Shard&) = delete;
+  int64_t size() const { return count_; }
+  int64_t token(int64_t i) const {
+    return wide_ ? reinterpret_cast<const uint32_t*>(data_)[i]
+                 : reinterpret_cast<const uint16_t*>(data_)[i];
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+  void* map_ = nullptr;
+  size_t map_size_ = 0;
+  const unsigned char* data_ = nullptr;
+  int64_t count_ = 0;
+  bool wide_ = false;
+};
+
+/// All shards of one split (`<dir>/<split>_*.bin`, sorted) seen as one token stream.
+class TokenStream {
+ public:
+  TokenStream(const std::string& dir, const std::string& split);
+  int64_t size() const { return total_; }
+  /// Copies tokens [start, start + n) into out (int64).
+  void read(int64_t start, int64_t n, int64_t* out) const;
+  int64_t max_token() const;
+
+ private:
+  std::vector<std::unique_ptr<Shard>> shards_;
+  std::vector<int64_t> offsets_;  // first global index of each shard
+  int64_t total_ = 0;
+};
+
+}  // namespace attnlab

@@ -1,0 +1,87 @@
+#include "framework/train/adamw.h"
+
+#include <ATen/ops/zeros_like.h>
+
+#include <cmath>
+#include <stdexcept>
+
+namespace attnlab {
+
+AdamW::AdamW(const NamedTensors& params, const OptimConfig& cfg) : cfg_(cfg) {
+  for (const auto& [name, p] : params) {
+    const bool no_decay = p.dim() < 2 || name.find("embed") != std::string::npos;
+    slots_.push_back({name, p, at::zeros_like(p), at::zeros_like(p),
+                      cfg.decay_norms_and_embeddings || !no_decay});
+  }
+}
+
+bool AdamW::decays(const std::string& name) const {
+  for (const auto& s : slots_)
+    if (s.name == name) return s.decay;
+  throw std::out_of_range("AdamW: no parameter " + name);
+}
+
+void AdamW::step(double lr) {
+  ++steps_;
+  const double bc1 = 1.0 - std::pow(cfg_.beta1, steps_);
+  const double bc2 = 1.0 - std::pow(cfg_.beta2, steps_);
+  at::NoGradGuard no_grad;
+  for (auto& s : slots_) {
+    const at::Tensor& g = s.param.grad();
+    if (!g.defined()) continue;
+    s.exp_avg.mul_(cfg_.beta1).add_(g, 1.0 - cfg_.beta1);
+    s.exp_avg_sq.mul_(cfg_.beta2).addcmul_(g, g, 1.0 - cfg_.beta2);
+    if (s.decay && cfg_.weight_decay > 0) s.param.mul_(1.0 - lr * cfg_.weight_decay);
+    at::Tensor denom = (s.exp_avg_sq.sqrt() / std::sqrt(bc2)).add_(cfg_.eps);
+    s.param.addcdiv_(s.exp_avg, denom, -lr / bc1);
+  }
+}
+
+void AdamW::zero_grad() {
+  for (auto& s : slots_) {
+    at::Tensor g = s.param.mutable_grad();
+    if (g.defined()) s.param.mutable_grad() = at::Tensor();
+  }
+}
+
+NamedTensors AdamW::state() const {
+  NamedTensors out;
+  for (const auto& s : slots_) {
+    out.emplace_back("exp_avg." + s.name, s.exp_avg);
+    out.emplace_back("exp_avg_sq." + s.name, s.exp_avg_sq);
+  }
+  return out;
+}
+
+void AdamW::load_state(const std::map<std::string, at::Tensor>& tensors, int64_t steps) {
+  at::NoGradGuard no_grad;
+  for (auto& s : slots_) {
+    for (auto [prefix, dst] : {std::pair{"exp_avg.", &s.exp_avg}, {"exp_avg_sq.", &s.exp_avg_sq}}) {
+      auto it = tensors.find(prefix + s.name);
+      if (it == tensors.end())
+        throw std::runtime_error("optimizer state lacks " + std::string(prefix) + s.name);
+      if (it->second.sizes() != dst->sizes())
+        throw std::runtime_error("optimizer state " + std::string(prefix) + s.name + " has shape " +
+                                 c10::str(it->second.sizes()) + ", expected " +
+                                 c10::str(dst->sizes()));
+      dst->copy_(it->second);
+    }
+  }
+  steps_ = steps;
+}
+
+double learning_rate(const OptimConfig& cfg, int64_t step, int64_t total_steps) {
+  const double peak = cfg.lr, floor = cfg.lr * cfg.min_lr_ratio;
+  const int64_t warmup = std::min(cfg.warmup_steps, total_steps);
+  if (step < warmup) return peak * static_cast<double>(step + 1) / static_cast<double>(warmup);
+  if (cfg.schedule == "constant") return peak;
+  const double span = std::max<int64_t>(1, total_steps - warmup);
+  const double progress = std::min(1.0, static_cast<double>(step - warmup) / span);
+  if (cfg.schedule == "cosine") return floor + (peak - floor) * 0.5 * (1 + std::cos(M_PI * progress));
+  // wsd: hold the peak, then decay linearly to the floor over the last decay_fraction of steps.
+  const double decay_start = 1.0 - cfg.decay_fraction;
+  if (progress <= decay_start || cfg.decay_fraction <= 0) return peak;
+  return peak + (floor - peak) * (progress - decay_start) / cfg.decay_fraction;
+}
+
+}  // namespace attnlab

@@ -1,0 +1,28 @@
+// Shared run plumbing for train, eval, generate and bench: device choice, data preparation on
+// first use, model construction and loading weights from a checkpoint by name.
+#pragma once
+#include <c10/core/Device.h>
+
+#include <memory>
+#include <string>
+
+#include "framework/checkpoint/safetensors.h"
+#include "framework/config/run_config.h"
+#include "framework/data/shards.h"
+#include "framework/data/tokenizer.h"
+#include "framework/model/language_model.h"
+
+namespace attnlab {
+
+c10::Device resolve_device(const TrainConfig& cfg);
+std::unique_ptr<Tokenizer> make_tokenizer(const DataConfig& cfg);
+/// Ensures data.dir holds shards (tokenizing data.prepare_from into it if it is empty) and
+/// opens one split. Preparation writes to a temp folder and renames, so it is never half done.
+std::shared_ptr<const TokenStream> open_split(const RunConfig& cfg, const std::string& split);
+/// Builds the model with weights drawn from run.seed.
+LanguageModel build_model(const RunConfig& cfg, c10::Device device);
+NamedTensors named_parameters(const LanguageModel& model);
+/// Copies weights by name; every parameter must be present with the same shape.
+void load_weights(LanguageModel& model, const SafetensorsFile& file, const std::string& origin);
+
+}  // namespace attnlab

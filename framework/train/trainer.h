@@ -1,0 +1,74 @@
+// Trainer: one run of `attnlab train`. step() reads top to bottom: micro-batches -> forward ->
+// loss (+ aux losses) -> backward -> finite check -> clip -> AdamW -> schedule. Policy lives in
+// the small should_* predicates. Rank 0 alone writes the run folder.
+#pragma once
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "framework/config/run_config.h"
+#include "framework/data/sampler.h"
+#include "framework/dist/world.h"
+#include "framework/log/metrics.h"
+#include "framework/model/language_model.h"
+#include "framework/train/adamw.h"
+
+namespace attnlab {
+
+struct TrainerOptions {
+  bool resume = false;
+  bool write_outputs = true;  ///< false for benchmarks: no run folder, no checkpoints
+  bool quiet = false;         ///< no progress lines
+};
+
+struct StepResult {
+  double loss = 0, grad_norm = 0, lr = 0;
+  bool skipped = false;
+};
+
+class Trainer {
+ public:
+  Trainer(RunConfig cfg, World world, TrainerOptions opts);
+  /// Trains to train.steps (or until SIGINT/SIGTERM, which saves first). Returns an exit code.
+  int train();
+  StepResult step();
+  /// Mean validation loss over eval.batches batches.
+  double evaluate();
+  void save();
+
+  int64_t current_step() const { return step_; }
+  const std::vector<double>& losses() const { return losses_; }
+  LanguageModel& model() { return model_; }
+  double flops_per_token() const { return flops_per_token_; }
+
+  /// Set by the signal handler; checked between steps.
+  static std::atomic<bool> stop_requested;
+
+ private:
+  void prepare_run_dir();
+  void resume_from_latest();
+  bool should_log(int64_t step) const;
+  bool should_eval(int64_t step) const;
+  bool should_save(int64_t step) const;
+  void log_progress(const StepResult& r, double step_seconds, double elapsed);
+
+  RunConfig cfg_;
+  World world_;
+  TrainerOptions opts_;
+  c10::Device device_;
+  LanguageModel model_{nullptr};
+  std::unique_ptr<AdamW> optimizer_;
+  std::unique_ptr<BatchSampler> train_data_;
+  std::shared_ptr<const TokenStream> val_stream_;
+  std::unique_ptr<MetricsSink> metrics_;
+  int64_t step_ = 0, skipped_steps_ = 0;
+  std::vector<double> losses_;
+  double flops_per_token_ = 0, peak_flops_ = 0;
+  int64_t tokens_per_step_ = 0;
+};
+
+/// Installs SIGINT/SIGTERM handlers that set Trainer::stop_requested.
+void install_stop_handlers();
+
+}  // namespace attnlab

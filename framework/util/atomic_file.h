@@ -1,0 +1,12 @@
+// Crash-safe file writes: write `<path>.tmp.<pid>`, fsync, rename over `path`, fsync the folder.
+// A reader sees the old file or the new one, never a torn one.
+#pragma once
+#include <string>
+
+namespace attnlab {
+
+void write_file_atomic(const std::string& path, const std::string& bytes);
+/// fsync a file or directory by path (directories: makes a rename durable).
+void fsync_path(const std::string& path);
+
+}  // namespace attnlab

@@ -1,0 +1,93 @@
+// attnlab train | eval | bench train
+#include <ATen/ops/exp.h>
+#include <fmt/format.h>
+
+#include <chrono>
+#include <filesystem>
+
+#include "framework/checkpoint/checkpoint.h"
+#include "framework/train/setup.h"
+#include "framework/train/trainer.h"
+#include "tools/attnlab/commands.h"
+
+namespace attnlab::cli {
+
+RunConfig load_config_or_run(const std::string& path, const std::vector<std::string>& overrides) {
+  if (std::filesystem::is_directory(path)) return load_run_config(path + "/config.yaml", overrides);
+  return load_run_config(path, overrides);
+}
+
+void add_train(CLI::App& app, Action& action) {
+  auto* cmd = app.add_subcommand("train", "train a model from a YAML recipe");
+  auto recipe = std::make_shared<std::string>();
+  auto sets = std::make_shared<std::vector<std::string>>();
+  auto resume = std::make_shared<bool>(false);
+  cmd->add_option("recipe", *recipe, "recipe YAML file")->required();
+  cmd->add_option("--set", *sets, "override a config value: a.b.c=value (repeatable)");
+  cmd->add_flag("--resume", *resume, "continue from the run's latest checkpoint");
+  cmd->callback([=, &action] {
+    action = [=] {
+      RunConfig cfg = load_run_config(*recipe, *sets);
+      install_stop_handlers();
+      Trainer trainer(cfg, world_from_env(), TrainerOptions{*resume, true, false});
+      return trainer.train();
+    };
+  });
+}
+
+void add_eval(CLI::App& app, Action& action) {
+  auto* cmd = app.add_subcommand("eval", "validation loss and perplexity of a checkpoint");
+  auto run = std::make_shared<std::string>();
+  auto ckpt = std::make_shared<std::string>();
+  auto sets = std::make_shared<std::vector<std::string>>();
+  cmd->add_option("run", *run, "run folder (uses its config.yaml and latest checkpoint)")->required();
+  cmd->add_option("--checkpoint", *ckpt, "a specific checkpoint folder");
+  cmd->add_option("--set", *sets, "override a config value, e.g. eval.batches=32");
+  cmd->callback([=, &action] {
+    action = [=] {
+      RunConfig cfg = load_config_or_run(*run, *sets);
+      Checkpoint ck = load_checkpoint(ckpt->empty() ? *run : *ckpt);
+      Trainer trainer(cfg, World{}, TrainerOptions{false, false, true});
+      load_weights(trainer.model(), ck.model, ck.dir);
+      trainer.model()->eval();
+      const double loss = trainer.evaluate();
+      fmt::print("{}: val loss {:.4f} | val ppl {:.3f} | {} batches of {}x{}\n", ck.dir, loss,
+                 std::exp(loss), cfg.eval.batches, cfg.train.batch_size, cfg.data.seq_len);
+      return 0;
+    };
+  });
+}
+
+void add_bench(CLI::App& app, Action& action) {
+  auto* bench = app.add_subcommand("bench", "benchmarks");
+  bench->require_subcommand(1);
+  auto* cmd = bench->add_subcommand("train", "time training steps of a recipe (no files written)");
+  auto recipe = std::make_shared<std::string>();
+  auto steps = std::make_shared<int64_t>(20);
+  auto warmup = std::make_shared<int64_t>(3);
+  auto sets = std::make_shared<std::vector<std::string>>();
+  cmd->add_option("--recipe", *recipe, "recipe YAML file")->required();
+  cmd->add_option("--steps", *steps, "timed steps")->check(CLI::PositiveNumber);
+  cmd->add_option("--warmup", *warmup, "untimed steps first");
+  cmd->add_option("--set", *sets, "override a config value");
+  cmd->callback([=, &action] {
+    action = [=] {
+      std::vector<std::string> o = *sets;
+      o.push_back("train.steps=" + std::to_string(*steps + *warmup));
+      RunConfig cfg = load_run_config(*recipe, o);
+      Trainer trainer(cfg, World{}, TrainerOptions{false, false, true});
+      for (int64_t i = 0; i < *warmup; ++i) trainer.step();
+      const auto t0 = std::chrono::steady_clock::now();
+      for (int64_t i = 0; i < *steps; ++i) trainer.step();
+      const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      const double tokens = static_cast<double>(cfg.train.batch_size * cfg.train.grad_accum *
+                                                cfg.data.seq_len) * *steps;
+      fmt::print("bench train {}: {} steps | {:.1f} ms/step | {:.0f} tokens/s | {:.2f} GFLOP/s\n",
+                 *recipe, *steps, 1e3 * s / *steps, tokens / s,
+                 tokens / s * trainer.flops_per_token() / 1e9);
+      return 0;
+    };
+  });
+}
+
+}  // namespace attnlab::cli

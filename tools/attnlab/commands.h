@@ -1,0 +1,27 @@
+// The `attnlab` subcommands. Each registers its CLI11 options and a callback that returns an
+// exit code: 0 ok, 1 runtime failure, 2 usage or configuration error.
+#pragma once
+#include <CLI/CLI.hpp>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "framework/config/run_config.h"
+
+namespace attnlab::cli {
+
+using Action = std::function<int()>;
+
+void add_train(CLI::App& app, Action& action);
+void add_eval(CLI::App& app, Action& action);
+void add_generate(CLI::App& app, Action& action);
+void add_data(CLI::App& app, Action& action);
+void add_config(CLI::App& app, Action& action);
+void add_list(CLI::App& app, Action& action);
+void add_bench(CLI::App& app, Action& action);
+
+/// A recipe file, or a run folder (then its saved config.yaml), plus --set overrides.
+RunConfig load_config_or_run(const std::string& path, const std::vector<std::string>& overrides);
+
+}  // namespace attnlab::cli
