@@ -30,7 +30,7 @@ void prune(const fs::path& root, int64_t keep) {
     if (e.is_directory() && std::regex_match(n, m, name)) done.emplace_back(std::stoll(m[1]), e.path());
   }
   std::sort(done.begin(), done.end());
-  for (size_t i = 0; i + keep < done.size(); ++i) fs::remove_all(done[i].second);
+  for (size_t i = 0; i + keep < done.size(); ++i) remove_tree(done[i].second.string());
 }
 }  // namespace
 
@@ -40,13 +40,13 @@ std::string save_checkpoint(const std::string& run_dir, int64_t step, const Name
   const fs::path root = fs::path(run_dir) / "checkpoints";
   const std::string name = "step-" + std::to_string(step);
   const fs::path tmp = root / (name + ".tmp"), final_dir = root / name;
-  fs::remove_all(tmp);
+  remove_tree(tmp.string());
   fs::create_directories(tmp);
   save_safetensors((tmp / "model.safetensors").string(), model, {{"format", "pt"}});
   save_safetensors((tmp / "optimizer.safetensors").string(), optimizer);
   write_file_atomic((tmp / "state.json").string(), state.dump(2) + "\n");
   fsync_path(tmp.string());
-  fs::remove_all(final_dir);  // re-saving the same step (e.g. SIGINT right after a save)
+  remove_tree(final_dir.string());  // re-saving the same step (e.g. SIGINT right after a save)
   fs::rename(tmp, final_dir);
   fsync_path(root.string());
   write_file_atomic((root / "latest").string(), name + "\n");

@@ -33,7 +33,8 @@ std::string ParseVisitor::child_path(const std::string& key) const {
 
 YAML::Node ParseVisitor::lookup(const char* key) {
   known_.emplace_back(key);
-  if (!node_.IsDefined() || node_.IsNull()) return YAML::Node();
+  // A default YAML::Node is a *defined* null; absent keys must read as undefined.
+  if (!node_.IsDefined() || node_.IsNull()) return YAML::Node(YAML::NodeType::Undefined);
   return node_[key];
 }
 

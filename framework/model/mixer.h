@@ -99,8 +99,8 @@ MixerEntry make_mixer_entry(const char* description) {
 }
 }  // namespace detail
 
-/// One line per mixer, in its .cpp:  ATTNLAB_REGISTER_MIXER("softmax", SoftmaxAttention,
-/// SoftmaxOptions, "causal multi-head attention ...");
+/// One line per mixer, in its .cpp:
+///   ATTNLAB_REGISTER_MIXER("name", MyMixer, MyMixerOptions, "one-line description");
 #define ATTNLAB_REGISTER_MIXER(NAME, CLASS, OPTIONS, DESCRIPTION)                         \
   static const bool attnlab_registered_##CLASS = ::attnlab::MixerRegistry::instance().add( \
       NAME, ::attnlab::detail::make_mixer_entry<CLASS, OPTIONS>(DESCRIPTION))

@@ -8,6 +8,8 @@
 
 #include <filesystem>
 
+#include "framework/util/atomic_file.h"
+
 #include "framework/data/prepare.h"
 
 namespace fs = std::filesystem;
@@ -36,11 +38,11 @@ std::shared_ptr<const TokenStream> open_split(const RunConfig& cfg, const std::s
   if (!has_shards && !d.prepare_from.empty()) {
     auto tok = make_tokenizer(d);
     const std::string tmp = d.dir + ".tmp." + std::to_string(::getpid());
-    fs::remove_all(tmp);
+    remove_tree(tmp);
     auto stats = prepare_shards({d.prepare_from}, *tok, tmp, d.val_fraction,
                                 static_cast<uint64_t>(cfg.run.seed));
     if (fs::path(d.dir).has_parent_path()) fs::create_directories(fs::path(d.dir).parent_path());
-    fs::remove_all(d.dir);
+    remove_tree(d.dir);
     fs::rename(tmp, d.dir);
     fmt::print("data: prepared {} documents from {} files of {}: {} train / {} val tokens in {}\n",
                stats.documents, stats.files, d.prepare_from, stats.train_tokens, stats.val_tokens,

@@ -1,6 +1,7 @@
 #include "framework/util/atomic_file.h"
 
 #include <fcntl.h>
+#include <ftw.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -14,6 +15,13 @@ void fsync_path(const std::string& path) {
   if (fd < 0) return;
   ::fsync(fd);
   ::close(fd);
+}
+
+void remove_tree(const std::string& path) {
+  auto remove_one = [](const char* p, const struct stat*, int, struct FTW*) { return ::remove(p); };
+  if (::access(path.c_str(), F_OK) != 0) return;
+  if (::nftw(path.c_str(), remove_one, 16, FTW_DEPTH | FTW_PHYS) != 0)
+    throw std::runtime_error(path + ": cannot remove");
 }
 
 void write_file_atomic(const std::string& path, const std::string& bytes) {

@@ -8,5 +8,9 @@ namespace attnlab {
 void write_file_atomic(const std::string& path, const std::string& bytes);
 /// fsync a file or directory by path (directories: makes a rename durable).
 void fsync_path(const std::string& path);
+/// Recursive delete (no error when absent). Not std::filesystem::remove_all: libtorch.so
+/// exports its own copy of that symbol, which interposes on libstdc++'s and crashes on
+/// non-empty folders (docs/build.md).
+void remove_tree(const std::string& path);
 
 }  // namespace attnlab

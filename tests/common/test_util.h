@@ -1,0 +1,22 @@
+// Shared test helpers: tolerance-by-rule comparison, temp folders, tiny corpora and configs.
+#pragma once
+#include <ATen/core/Tensor.h>
+#include <gtest/gtest.h>
+
+#include <string>
+
+namespace attnlab::testing {
+
+/// Relative RMS error ||got - ref|| / ||ref|| (fla's metric); logs abs and rel error per tensor.
+double rel_rms(const at::Tensor& ref, const at::Tensor& got);
+void expect_close(const std::string& name, const at::Tensor& ref, const at::Tensor& got,
+                  double tol);
+
+/// A fresh empty folder under the system temp dir, removed at process exit is not guaranteed.
+std::string temp_dir(const std::string& tag);
+/// Writes a small deterministic English-like corpus (documents separated by "%" lines).
+std::string write_corpus(const std::string& dir, int documents = 400);
+/// A complete tiny recipe (softmax, dim 32, 2 layers, seq 32) training on `corpus_dir`.
+std::string tiny_recipe(const std::string& dir, const std::string& corpus, const std::string& extra = "");
+
+}  // namespace attnlab::testing

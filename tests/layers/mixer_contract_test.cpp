@@ -1,0 +1,147 @@
+// The mixer contract, checked for EVERY registered mixer (new mixers get these for free):
+// shapes and dtype, causality, token-by-token decoding == parallel forward, finite gradients
+// for input and all parameters, kernel choices agree, options survive a YAML round trip.
+#include <ATen/ops/randn.h>
+#include <ATen/ops/stack.h>
+#include <ATen/ops/isfinite.h>
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "framework/config/run_config.h"
+#include "framework/model/mixer.h"
+#include "tests/common/test_util.h"
+
+namespace attnlab {
+namespace {
+
+constexpr int64_t kDim = 32;
+
+std::shared_ptr<MixerOptions> default_options(const std::string& name) {
+  std::vector<std::string> errors;
+  YamlSource src = load_yaml_text("{}", "<defaults>");
+  ParseVisitor v(src, src.root, "model.mixer", errors);
+  auto opts = MixerRegistry::instance().find(name)->parse(v);
+  EXPECT_TRUE(errors.empty());
+  return opts;
+}
+
+std::shared_ptr<Mixer> make_mixer(const std::string& name, int64_t layer = 0) {
+  auto m = MixerRegistry::instance().find(name)->create(*default_options(name),
+                                                          MixerShape{kDim, layer, 2, 256});
+  m->to(at::kDouble);
+  return m;
+}
+
+class MixerContract : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override { at::manual_seed(0); }
+};
+
+TEST_P(MixerContract, ShapeAndDtype) {
+  auto m = make_mixer(GetParam());
+  at::Tensor x = at::randn({3, 17, kDim}, at::kDouble);
+  at::Tensor y = m->forward(x, {});
+  EXPECT_EQ(y.sizes(), x.sizes());
+  EXPECT_EQ(y.scalar_type(), at::kDouble);
+}
+
+TEST_P(MixerContract, IsCausal) {
+  auto m = make_mixer(GetParam());
+  at::NoGradGuard ng;
+  at::Tensor x = at::randn({2, 33, kDim}, at::kDouble);
+  at::Tensor y = m->forward(x, {});
+  for (int64_t t : {0, 7, 31}) {
+    at::Tensor x2 = x.clone();
+    x2.narrow(1, t + 1, 33 - t - 1).copy_(at::randn({2, 33 - t - 1, kDim}, at::kDouble));
+    at::Tensor y2 = m->forward(x2, {});
+    testing::expect_close("prefix up to t=" + std::to_string(t), y.narrow(1, 0, t + 1),
+                          y2.narrow(1, 0, t + 1), 1e-12);
+    // ... and the change must be visible after t (the check above could pass trivially).
+    EXPECT_GT(testing::rel_rms(y.narrow(1, t + 1, 1), y2.narrow(1, t + 1, 1)), 1e-6);
+  }
+}
+
+TEST_P(MixerContract, DecodeEqualsForward) {
+  auto m = make_mixer(GetParam(), /*layer=*/1);
+  at::NoGradGuard ng;
+  const int64_t B = 2, T = 23;
+  at::Tensor x = at::randn({B, T, kDim}, at::kDouble);
+  at::Tensor y = m->forward(x, {});
+  auto state = m->init_state(B, T);
+  std::vector<at::Tensor> steps;
+  for (int64_t t = 0; t < T; ++t) steps.push_back(m->step(x.select(1, t), *state));
+  EXPECT_EQ(state->position, T);
+  testing::expect_close("decode vs forward", y, at::stack(steps, 1), 1e-10);
+}
+
+TEST_P(MixerContract, BackwardGivesFiniteGradients) {
+  auto m = make_mixer(GetParam());
+  at::Tensor x = at::randn({2, 19, kDim}, at::kDouble).requires_grad_(true);
+  m->forward(x, {}).pow(2).sum().backward();
+  ASSERT_TRUE(x.grad().defined());
+  EXPECT_TRUE(at::isfinite(x.grad()).all().item<bool>());
+  EXPECT_GT(x.grad().abs().sum().item<double>(), 0);
+  for (const auto& p : m->named_parameters()) {
+    ASSERT_TRUE(p.value().grad().defined()) << p.key();
+    EXPECT_TRUE(at::isfinite(p.value().grad()).all().item<bool>()) << p.key();
+  }
+}
+
+TEST_P(MixerContract, KernelChoicesAgree) {
+  auto m = make_mixer(GetParam());
+  at::NoGradGuard ng;
+  at::Tensor x = at::randn({2, 29, kDim}, at::kDouble);
+  at::Tensor ref = m->forward(x, MixerContext{false, "reference"});
+  for (const char* k : {"auto", "chunked", "fused"})
+    testing::expect_close(std::string("kernel ") + k, ref, m->forward(x, MixerContext{false, k}), 1e-10);
+}
+
+TEST_P(MixerContract, OptionsRoundTrip) {
+  auto opts = default_options(GetParam());
+  YAML::Emitter out;
+  out << YAML::BeginMap;
+  EmitVisitor ev(out);
+  opts->emit(ev);
+  out << YAML::EndMap;
+  const std::string first = out.c_str();
+  std::vector<std::string> errors;
+  YamlSource src = load_yaml_text(first, "<emitted>");
+  ParseVisitor pv(src, src.root, "model.mixer", errors);
+  auto again = MixerRegistry::instance().find(GetParam())->parse(pv);
+  pv.finish();
+  ASSERT_TRUE(errors.empty()) << errors.front();
+  YAML::Emitter out2;
+  out2 << YAML::BeginMap;
+  EmitVisitor ev2(out2);
+  again->emit(ev2);
+  out2 << YAML::EndMap;
+  EXPECT_EQ(first, std::string(out2.c_str()));
+}
+
+TEST_P(MixerContract, RejectsUnknownOption) {
+  std::vector<std::string> errors;
+  YamlSource src = load_yaml_text("no_such_option: 3\n", "bad.yaml");
+  ParseVisitor v(src, src.root, "model.mixer", errors);
+  MixerRegistry::instance().find(GetParam())->parse(v);
+  v.finish();
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_NE(errors[0].find("model.mixer.no_such_option: unknown key"), std::string::npos) << errors[0];
+}
+
+INSTANTIATE_TEST_SUITE_P(AllMixers, MixerContract,
+                         ::testing::ValuesIn(MixerRegistry::instance().names()),
+                         [](const auto& info) { return info.param; });
+
+TEST(MixerRegistry, DocumentedMixersResolve) {
+  // Every configs/mixers/<name>.yaml names a registered mixer (registrars not dropped).
+  for (const auto& e : std::filesystem::directory_iterator(ATTNLAB_SOURCE_DIR "/configs/mixers")) {
+    YAML::Node n = YAML::LoadFile(e.path().string());
+    const std::string type = n["model"]["mixer"]["type"].as<std::string>();
+    EXPECT_NE(MixerRegistry::instance().find(type), nullptr) << e.path() << " names " << type;
+  }
+  EXPECT_NE(MixerRegistry::instance().find("softmax"), nullptr);
+}
+
+}  // namespace
+}  // namespace attnlab
