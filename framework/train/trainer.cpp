@@ -113,6 +113,11 @@ bool Trainer::should_save(int64_t s) const {
 
 StepResult Trainer::step() {
   StepResult r;
+  using clock = std::chrono::steady_clock;
+  auto seconds_since = [](clock::time_point t) {
+    return std::chrono::duration<double>(clock::now() - t).count();
+  };
+  auto t0 = clock::now();
   r.lr = learning_rate(cfg_.optim, step_, cfg_.train.steps);
   const bool autocast = device_.is_cuda() && cfg_.train.dtype != "fp32";
   at::autocast::set_autocast_enabled(at::kCUDA, autocast);
@@ -135,6 +140,8 @@ StepResult Trainer::step() {
     r.loss += l / accum;
   }
   if (autocast) at::autocast::clear_cache();
+  r.fwd_bwd_s = seconds_since(t0);
+  t0 = clock::now();
   // Global grad norm in fp32; clip by scaling every gradient.
   double sq = 0;
   for (const auto& [_, p] : named_parameters(model_))
@@ -159,8 +166,11 @@ StepResult Trainer::step() {
       for (auto& [_, p] : named_parameters(model_))
         if (p.grad().defined()) p.mutable_grad().mul_(scale);
     }
+    r.clip_s = seconds_since(t0);
+    t0 = clock::now();
     optimizer_->step(r.lr);
     optimizer_->zero_grad();
+    r.optim_s = seconds_since(t0);
   }
   ++step_;
   losses_.push_back(r.loss);

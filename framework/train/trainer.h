@@ -25,6 +25,8 @@ struct TrainerOptions {
 struct StepResult {
   double loss = 0, grad_norm = 0, lr = 0;
   bool skipped = false;
+  /// Wall time of the phases (seconds): data+forward+backward, grad norm+clip, optimizer.
+  double fwd_bwd_s = 0, clip_s = 0, optim_s = 0;
 };
 
 class Trainer {

@@ -50,8 +50,11 @@ at::Tensor SoftmaxAttention::forward(const at::Tensor& x, const MixerContext& ct
   if (ctx.kernel == "reference") {
     o = kernels::causal_attention_reference(q, k, v, scale);
   } else {
+    // enable_gqa only when needed: with it set, CPU SDPA leaves the flash kernel for the
+    // slower math path (measured: docs/benchmarks.md).
     o = at::scaled_dot_product_attention(q, k, v, /*attn_mask=*/{}, /*dropout_p=*/0.0,
-                                         /*is_causal=*/true, scale, /*enable_gqa=*/true);
+                                         /*is_causal=*/true, scale,
+                                         /*enable_gqa=*/kv_heads_ != heads_);
   }
   return o_proj->forward(o.transpose(1, 2).reshape({B, T, heads_ * head_dim_}));
 }

@@ -78,13 +78,20 @@ void add_bench(CLI::App& app, Action& action) {
       Trainer trainer(cfg, World{}, TrainerOptions{false, false, true});
       for (int64_t i = 0; i < *warmup; ++i) trainer.step();
       const auto t0 = std::chrono::steady_clock::now();
-      for (int64_t i = 0; i < *steps; ++i) trainer.step();
+      double fwd_bwd = 0, clip = 0, optim = 0;
+      for (int64_t i = 0; i < *steps; ++i) {
+        StepResult r = trainer.step();
+        fwd_bwd += r.fwd_bwd_s, clip += r.clip_s, optim += r.optim_s;
+      }
       const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       const double tokens = static_cast<double>(cfg.train.batch_size * cfg.train.grad_accum *
                                                 cfg.data.seq_len) * *steps;
       fmt::print("bench train {}: {} steps | {:.1f} ms/step | {:.0f} tokens/s | {:.2f} GFLOP/s\n",
                  *recipe, *steps, 1e3 * s / *steps, tokens / s,
                  tokens / s * trainer.flops_per_token() / 1e9);
+      fmt::print("  per step: data+forward+backward {:.1f} ms | grad norm+clip {:.1f} ms | "
+                 "optimizer {:.1f} ms\n",
+                 1e3 * fwd_bwd / *steps, 1e3 * clip / *steps, 1e3 * optim / *steps);
       return 0;
     };
   });
