@@ -10,6 +10,8 @@ CACHE_ROOT="${ATTNLAB_CACHE:-$HOME/.cache/attnlab}"
 VENV="$CACHE_ROOT/venv-torch-$TORCH_VERSION"
 BUILD_DIR="${ATTNLAB_BUILD_DIR:-$ATTNLAB_ROOT/build}"
 export CCACHE_DIR="${CCACHE_DIR:-$CACHE_ROOT/ccache}"
+# Paths under the checkout are hashed relative to it, so every fresh clone hits the same cache.
+export CCACHE_BASEDIR="${CCACHE_BASEDIR:-$ATTNLAB_ROOT}"
 export CCACHE_SLOPPINESS="pch_defines,time_macros,include_file_mtime,include_file_ctime"
 export CCACHE_MAXSIZE="${CCACHE_MAXSIZE:-5G}"
 
