@@ -38,10 +38,7 @@ void AdamW::step(double lr) {
 }
 
 void AdamW::zero_grad() {
-  for (auto& s : slots_) {
-    at::Tensor g = s.param.mutable_grad();
-    if (g.defined()) s.param.mutable_grad() = at::Tensor();
-  }
+  for (auto& s : slots_) s.param.mutable_grad() = at::Tensor();
 }
 
 NamedTensors AdamW::state() const {

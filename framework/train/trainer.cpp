@@ -144,7 +144,8 @@ StepResult Trainer::step() {
   t0 = clock::now();
   // Global grad norm in fp32; clip by scaling every gradient.
   double sq = 0;
-  for (const auto& [_, p] : named_parameters(model_))
+  const std::vector<at::Tensor> params = model_->parameters();
+  for (const auto& p : params)
     if (p.grad().defined()) sq += p.grad().to(at::kFloat).pow(2).sum().item<double>();
   r.grad_norm = std::sqrt(sq);
   const bool finite = std::isfinite(r.loss) && std::isfinite(r.grad_norm);
@@ -163,8 +164,8 @@ StepResult Trainer::step() {
     if (cfg_.train.clip > 0 && r.grad_norm > cfg_.train.clip) {
       at::NoGradGuard no_grad;
       const double scale = cfg_.train.clip / (r.grad_norm + 1e-6);
-      for (auto& [_, p] : named_parameters(model_))
-        if (p.grad().defined()) p.mutable_grad().mul_(scale);
+      for (const auto& p : params)
+        if (p.grad().defined()) p.grad().mul_(scale);
     }
     r.clip_s = seconds_since(t0);
     t0 = clock::now();
