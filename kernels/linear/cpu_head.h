@@ -1,0 +1,108 @@
+// Per-(batch, head) building blocks of the fused CPU kernel (fused_cpu_*.cpp): a row-major
+// GEMM on raw pointers, and the intra-chunk score block with the sub-chunk trick
+// (spec/layers-linear.md §1.2 c). All buffers are row-major; `ell` is the in-chunk cumulative
+// log-gate [L, dk]. Every exp argument is later-minus-earlier (≤ 0).
+#pragma once
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+
+// The Fortran BLAS the torch wheel links and exports (MKL on x86-64, OpenBLAS on aarch64).
+// ATen's own cpublas::gemm wrapper is not exported from libtorch_cpu.so.
+extern "C" {
+void sgemm_(const char* ta, const char* tb, const int* m, const int* n, const int* k,
+            const float* alpha, const float* a, const int* lda, const float* b, const int* ldb,
+            const float* beta, float* c, const int* ldc);
+void dgemm_(const char* ta, const char* tb, const int* m, const int* n, const int* k,
+            const double* alpha, const double* a, const int* lda, const double* b, const int* ldb,
+            const double* beta, double* c, const int* ldc);
+}
+
+namespace attnlab::kernels::cpu {
+
+inline void blas_gemm(const char* ta, const char* tb, const int* m, const int* n, const int* k,
+                      const float* alpha, const float* a, const int* lda, const float* b,
+                      const int* ldb, const float* beta, float* c, const int* ldc) {
+  sgemm_(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+inline void blas_gemm(const char* ta, const char* tb, const int* m, const int* n, const int* k,
+                      const double* alpha, const double* a, const int* lda, const double* b,
+                      const int* ldb, const double* beta, double* c, const int* ldc) {
+  dgemm_(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+/// C[M×N] = alpha·op(A)·op(B) + beta·C, row-major; op(X) = Xᵀ when the flag is set.
+template <class T>
+inline void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A,
+                 int64_t lda, const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
+  if (M == 0 || N == 0) return;
+  if (K == 0) {  // BLAS would leave C untouched for beta = 0 on some backends
+    for (int64_t i = 0; i < M; ++i)
+      for (int64_t j = 0; j < N; ++j) C[i * ldc + j] = beta == T(0) ? T(0) : beta * C[i * ldc + j];
+    return;
+  }
+  // Row-major C = op(A) op(B) is column-major Cᵀ = op(B)ᵀ op(A)ᵀ: swap the operands.
+  const char ta = trans_b ? 'T' : 'N', tb = trans_a ? 'T' : 'N';
+  const int m = static_cast<int>(N), n = static_cast<int>(M), k = static_cast<int>(K);
+  const int la = static_cast<int>(ldb), lb = static_cast<int>(lda), lc = static_cast<int>(ldc);
+  blas_gemm(&ta, &tb, &m, &n, &k, &alpha, B, &la, A, &lb, &beta, C, &lc);
+}
+
+/// Off-diagonal sub-blocks of the scaled intra-chunk scores: A[a, m] for m < start of a's
+/// sub-chunk, via one GEMM per query sub-chunk on operands rebased at r = ell[i0]:
+///   A[i rows, 0:i0] = scale · (q ⊙ e^{ell − r}) (k ⊙ e^{r − ell})ᵀ.
+/// Writes only those entries of A (ld = lda). qr [c, dk] and kr [L, dk] are scratch.
+template <class T>
+void intra_scores_off_diagonal(const T* q, const T* k, const T* ell, int64_t L, int64_t dk,
+                               int64_t c, T scale, T* A, int64_t lda, T* qr, T* kr) {
+  for (int64_t i0 = c; i0 < L; i0 += c) {
+    const int64_t rows = std::min(c, L - i0);
+    const T* r = ell + i0 * dk;
+    for (int64_t a = 0; a < rows; ++a)
+      for (int64_t d = 0; d < dk; ++d)
+        qr[a * dk + d] = q[(i0 + a) * dk + d] * std::exp(ell[(i0 + a) * dk + d] - r[d]);
+    for (int64_t m = 0; m < i0; ++m)
+      for (int64_t d = 0; d < dk; ++d) kr[m * dk + d] = k[m * dk + d] * std::exp(r[d] - ell[m * dk + d]);
+    gemm<T>(false, true, rows, i0, dk, scale, qr, dk, kr, dk, T(0), A + i0 * lda, lda);
+  }
+}
+
+/// Diagonal sub-blocks, exact elementwise: A[a, m] = scale·Σ_d q_a k_m e^{ell_a − ell_m}, m ≤ a.
+template <class T>
+void intra_scores_diagonal(const T* q, const T* k, const T* ell, int64_t L, int64_t dk, int64_t c,
+                           T scale, T* A, int64_t lda) {
+  for (int64_t i0 = 0; i0 < L; i0 += c) {
+    const int64_t i1 = std::min(i0 + c, L);
+    for (int64_t a = i0; a < i1; ++a)
+      for (int64_t m = i0; m <= a; ++m) {
+        T acc = 0;
+        for (int64_t d = 0; d < dk; ++d)
+          acc += q[a * dk + d] * k[m * dk + d] * std::exp(ell[a * dk + d] - ell[m * dk + d]);
+        A[a * lda + m] = scale * acc;
+      }
+  }
+}
+
+/// In-chunk cumulative log-gate: ell[j] = Σ_{i ≤ j} g[i], rows [L, dk].
+template <class T>
+void chunk_cumsum(const T* g, int64_t L, int64_t dk, T* ell) {
+  for (int64_t d = 0; d < dk; ++d) ell[d] = g[d];
+  for (int64_t j = 1; j < L; ++j)
+    for (int64_t d = 0; d < dk; ++d) ell[j * dk + d] = ell[(j - 1) * dk + d] + g[j * dk + d];
+}
+
+/// S ← Diag(e^{ell_L}) S + (k ⊙ e^{ell_L − ell})ᵀ V for one chunk. kd [L, dk] is scratch.
+template <class T>
+void advance_state(const T* k, const T* v, const T* ell, int64_t L, int64_t dk, int64_t dv, T* S,
+                   T* kd) {
+  const T* last = ell + (L - 1) * dk;
+  for (int64_t m = 0; m < L; ++m)
+    for (int64_t d = 0; d < dk; ++d) kd[m * dk + d] = k[m * dk + d] * std::exp(last[d] - ell[m * dk + d]);
+  for (int64_t d = 0; d < dk; ++d) {
+    const T decay = std::exp(last[d]);
+    for (int64_t e = 0; e < dv; ++e) S[d * dv + e] *= decay;
+  }
+  gemm<T>(true, false, dk, dv, L, T(1), kd, dk, v, dv, T(1), S, dv);
+}
+
+}  // namespace attnlab::kernels::cpu
