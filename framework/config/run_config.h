@@ -106,7 +106,7 @@ struct TrainConfig {
     v("dtype", dtype, "compute dtype", OneOf{{"auto", "fp32", "bf16"}});
     v("nan_policy", nan_policy, "on a non-finite loss or gradient", OneOf{{"skip", "stop"}});
     v("threads", threads, "CPU intra-op threads (0 = all cores)", Bounds{0, 4096});
-    v("kernel", kernel, "mixer kernel choice", OneOf{{"auto", "reference", "chunked", "fused"}});
+    v("kernel", kernel, "mixer kernel choice", OneOf{{"auto", "reference", "recurrent", "chunked", "fused"}});
   }
 };
 

@@ -73,6 +73,7 @@ void LanguageModelImpl::init_weights(double std) {
       s = std / std::sqrt(2.0 * cfg_.layers);
     torch::nn::init::normal_(p, 0.0, s);
   }
+  for (auto& block : layers) block->mixer->reset_special_parameters();
 }
 
 at::Tensor LanguageModelImpl::head(const at::Tensor& h) {

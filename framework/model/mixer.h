@@ -60,6 +60,9 @@ class Mixer : public torch::nn::Module {
   /// Forward FLOPs per token for a sequence of length T beyond its parameter matmuls
   /// (e.g. attention scores), used for the MFU estimate.
   virtual double extra_flops_per_token(int64_t /*seq_len*/) const { return 0; }
+  /// Called after the model's generic N(0, std) init of every matrix: restore parameters that
+  /// need a specific init (identity feature maps, gate biases). Default: nothing.
+  virtual void reset_special_parameters() {}
 };
 
 struct MixerEntry {

@@ -38,6 +38,9 @@ LinearAttentionResult linear_attention(const at::Tensor& q, const at::Tensor& k,
 /// The name of the implementation `opts.kernel` resolves to for these inputs (for logs, bench).
 std::string resolve_linear_kernel(const at::Tensor& q, const std::string& kernel);
 
+/// Accumulation dtype of the recurrence for inputs of dtype `t` (fp64 stays fp64, else fp32).
+at::ScalarType linear_state_dtype(at::ScalarType t);
+
 /// Whether the fused CUDA kernels were compiled into this binary.
 bool linear_cuda_available();
 

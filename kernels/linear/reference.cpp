@@ -22,10 +22,11 @@ at::ScalarType linear_state_dtype(at::ScalarType t) {
 at::Tensor expand_log_gate(const at::Tensor& q, const at::Tensor& g) {
   ATTNLAB_CHECK(q.dim() == 4, "linear attention: q must be [B, H, T, dk], got ", q.sizes());
   const int64_t B = q.size(0), H = q.size(1), T = q.size(2), dk = q.size(3);
-  if (!g.defined()) return at::zeros({B, H, T, dk}, q.options());
+  if (!g.defined())  // no decay: a broadcast zero, never materialised here
+    return at::zeros({1, 1, 1, 1}, q.options().dtype(linear_state_dtype(q.scalar_type()))).expand({B, H, T, dk});
   if (g.dim() == 1) {
     ATTNLAB_CHECK_SHAPE(g, H);
-    return g.to(q.scalar_type()).view({1, H, 1, 1}).expand({B, H, T, dk});
+    return g.to(linear_state_dtype(q.scalar_type())).view({1, H, 1, 1}).expand({B, H, T, dk});
   }
   ATTNLAB_CHECK_SHAPE(g, B, H, T, dk);
   return g;

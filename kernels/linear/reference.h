@@ -20,9 +20,6 @@ LinearAttentionResult linear_attention_recurrent_reference(const at::Tensor& q, 
                                                            const at::Tensor& initial_state,
                                                            double scale);
 
-/// Accumulation dtype of the recurrence for inputs of dtype `t` (fp64 stays fp64, else fp32).
-at::ScalarType linear_state_dtype(at::ScalarType t);
-
 /// Checks shapes and returns g as a [B, H, T, dk] tensor (expanding [H] or undefined).
 at::Tensor expand_log_gate(const at::Tensor& q, const at::Tensor& g);
 

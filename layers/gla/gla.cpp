@@ -1,0 +1,86 @@
+#include "layers/gla/gla.h"
+
+#include <ATen/ops/clamp_min.h>
+#include <ATen/ops/log_sigmoid.h>
+#include <ATen/ops/ones.h>
+#include <ATen/ops/rsqrt.h>
+#include <ATen/ops/silu.h>
+#include <ATen/ops/zeros.h>
+
+#include <cmath>
+
+#include "layers/common/linear_state.h"
+
+namespace attnlab::layers {
+
+Gla::Gla(const GlaOptions& o, const MixerShape& s) : o_(o), kv_heads_(o.kv_heads ? o.kv_heads : o.heads) {
+  const auto key_dim = static_cast<int64_t>(std::lround(o.expand_k * s.dim));
+  const auto value_dim = static_cast<int64_t>(std::lround(o.expand_v * s.dim));
+  TORCH_CHECK(key_dim % o.heads == 0 && value_dim % o.heads == 0, "gla: key width ", key_dim,
+              " and value width ", value_dim, " must be divisible by heads (", o.heads, ")");
+  TORCH_CHECK(o.heads % kv_heads_ == 0, "gla: heads (", o.heads, ") must be a multiple of kv_heads (",
+              kv_heads_, ")");
+  TORCH_CHECK(o.chunk_size % o.sub_chunk == 0, "gla: sub_chunk (", o.sub_chunk,
+              ") must divide chunk_size (", o.chunk_size, ")");
+  dk_ = key_dim / o.heads, dv_ = value_dim / o.heads;
+  auto lin = [](int64_t i, int64_t n, bool bias = false) { return torch::nn::LinearOptions(i, n).bias(bias); };
+  q_proj = register_module("q_proj", torch::nn::Linear(lin(s.dim, key_dim)));
+  k_proj = register_module("k_proj", torch::nn::Linear(lin(s.dim, kv_heads_ * dk_)));
+  v_proj = register_module("v_proj", torch::nn::Linear(lin(s.dim, kv_heads_ * dv_)));
+  g_proj = register_module("g_proj", torch::nn::Linear(lin(s.dim, value_dim, o.output_gate_bias)));
+  gate_down = register_module("gk_proj_down", torch::nn::Linear(lin(s.dim, o.gate_rank)));
+  gate_up = register_module("gk_proj_up", torch::nn::Linear(lin(o.gate_rank, kv_heads_ * dk_, true)));
+  o_proj = register_module("o_proj", torch::nn::Linear(lin(value_dim, s.dim)));
+  norm_weight = register_parameter("g_norm_weight", at::ones({dv_}));
+}
+
+std::pair<at::Tensor, at::Tensor> Gla::mix(const at::Tensor& x, const at::Tensor& s0,
+                                           const MixerContext& ctx) {
+  const int64_t B = x.size(0), T = x.size(1), H = o_.heads;
+  at::Tensor q = to_heads(q_proj->forward(x).view({B, T, H, dk_}), H);          // [B, H, T, dk]
+  at::Tensor k = to_heads(k_proj->forward(x).view({B, T, kv_heads_, dk_}), H);
+  at::Tensor v = to_heads(v_proj->forward(x).view({B, T, kv_heads_, dv_}), H);  // [B, H, T, dv]
+  // log α = logsigmoid(z)/τ in fp32 (the kernel's cumulative sums need the range).
+  const auto acc = kernels::linear_state_dtype(x.scalar_type());
+  at::Tensor z = gate_up->forward(gate_down->forward(x)).to(acc);
+  at::Tensor log_a = at::log_sigmoid(z) / o_.gate_temperature;
+  if (o_.gate_log_min < 0) log_a = at::clamp_min(log_a, o_.gate_log_min);
+  at::Tensor g = to_heads(log_a.view({B, T, kv_heads_, dk_}), H);
+  auto r = kernels::linear_attention(q, k, v, g, s0,
+                                     linear_kernel_options(ctx, 1.0 / std::sqrt(double(dk_)),
+                                                           o_.chunk_size, o_.sub_chunk));
+  // Per-head RMSNorm (fp32 statistics), then the swish output gate.
+  at::Tensor o = r.out.transpose(1, 2);                                           // [B, T, H, dv]
+  at::Tensor of = o.to(acc);
+  at::Tensor normed = (of * at::rsqrt(of.pow(2).mean(-1, true) + o_.norm_eps)).to(x.scalar_type()) *
+                      norm_weight.to(x.scalar_type());
+  at::Tensor gate = at::silu(g_proj->forward(x)).view({B, T, H, dv_});
+  return {o_proj->forward((normed * gate).reshape({B, T, H * dv_})), r.final_state};
+}
+
+at::Tensor Gla::forward(const at::Tensor& x, const MixerContext& ctx) { return mix(x, {}, ctx).first; }
+
+std::unique_ptr<MixerState> Gla::init_state(int64_t batch, int64_t /*max_len*/) {
+  auto s = std::make_unique<LinearState>();
+  const auto dt = q_proj->weight.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  s->S = at::zeros({batch, o_.heads, dk_, dv_}, q_proj->weight.options().dtype(dt));
+  return s;
+}
+
+at::Tensor Gla::step(const at::Tensor& x_t, MixerState& state) {
+  auto& st = static_cast<LinearState&>(state);
+  auto [y, S] = mix(x_t.unsqueeze(1), st.S, MixerContext{false, "recurrent"});
+  st.S = S, st.position += 1;
+  return y.squeeze(1);
+}
+
+double Gla::extra_flops_per_token(int64_t /*seq_len*/) const {
+  // State update and readout (2·dk·dv MACs each) plus intra-chunk scores and A·V (C/2 keys).
+  const double per_head = 2.0 * (2.0 * dk_ * dv_) + 2.0 * (o_.chunk_size / 2.0) * (dk_ + dv_);
+  return per_head * o_.heads;
+}
+
+ATTNLAB_REGISTER_MIXER("gla", Gla, GlaOptions,
+                       "gated linear attention: per-channel data-dependent decay, swish output gate");
+
+}  // namespace attnlab::layers

@@ -1,0 +1,133 @@
+#include "layers/hedgehog/hedgehog.h"
+
+#include <ATen/ops/amax.h>
+#include <ATen/ops/cat.h>
+#include <ATen/ops/exp.h>
+#include <ATen/ops/full.h>
+#include <ATen/ops/matmul.h>
+#include <ATen/ops/ones.h>
+#include <ATen/ops/sigmoid.h>
+#include <ATen/ops/zeros.h>
+
+#include <cmath>
+
+#include "layers/common/linear_state.h"
+#include "layers/common/rotary.h"
+#include "layers/hedgehog/hybrid_attention.h"
+
+namespace attnlab::layers {
+namespace {
+/// S [B, H, 2f, dv + 1] holds Σ φk [v, 1]ᵀ (the last column is z). The hybrid also keeps the
+/// raw (post-RoPE) k, v of the last `window` tokens, [B, H, n ≤ w, d].
+struct HedgehogState : MixerState {
+  at::Tensor S, k_window, v_window;
+};
+}  // namespace
+
+Hedgehog::Hedgehog(const HedgehogOptions& o, const MixerShape& s)
+    : o_(o),
+      kv_heads_(o.kv_heads ? o.kv_heads : o.heads),
+      head_dim_(o.head_dim ? o.head_dim : s.dim / o.heads) {
+  TORCH_CHECK(o.heads % kv_heads_ == 0, "hedgehog: heads (", o.heads,
+              ") must be a multiple of kv_heads (", kv_heads_, ")");
+  TORCH_CHECK(o.head_dim || s.dim % o.heads == 0, "hedgehog: dim (", s.dim,
+              ") must be divisible by heads (", o.heads, ") unless head_dim is set");
+  TORCH_CHECK(!o.rope || head_dim_ % 2 == 0, "hedgehog: head_dim must be even for RoPE, got ", head_dim_);
+  feature_dim_ = o.feature_dim ? o.feature_dim : std::max<int64_t>(1, head_dim_ / 2);
+  auto lin = [](int64_t i, int64_t n) { return torch::nn::LinearOptions(i, n).bias(false); };
+  q_proj = register_module("q_proj", torch::nn::Linear(lin(s.dim, o.heads * head_dim_)));
+  k_proj = register_module("k_proj", torch::nn::Linear(lin(s.dim, kv_heads_ * head_dim_)));
+  v_proj = register_module("v_proj", torch::nn::Linear(lin(s.dim, kv_heads_ * head_dim_)));
+  o_proj = register_module("o_proj", torch::nn::Linear(lin(o.heads * head_dim_, s.dim)));
+  q_map = register_module("q_map", HedgehogFeatureMap(o.heads, head_dim_, feature_dim_, o.feature_map));
+  k_map = o.tie_qk ? q_map
+                   : register_module("k_map", HedgehogFeatureMap(o.heads, head_dim_, feature_dim_, o.feature_map));
+  if (o.window > 0) window_logit = register_parameter("window_logit", at::zeros({o.heads}));
+  reset_special_parameters();
+}
+
+void Hedgehog::reset_special_parameters() {
+  at::NoGradGuard no_grad;
+  q_map->reset_to_identity();
+  k_map->reset_to_identity();
+  if (window_logit.defined())
+    window_logit.fill_(std::log(o_.window_factor_init / (1.0 - o_.window_factor_init)));
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> Hedgehog::project(const at::Tensor& x, int64_t offset) {
+  const int64_t B = x.size(0), T = x.size(1), H = o_.heads;
+  at::Tensor q = q_proj->forward(x).view({B, T, H, head_dim_});
+  at::Tensor k = k_proj->forward(x).view({B, T, kv_heads_, head_dim_});
+  at::Tensor v = v_proj->forward(x).view({B, T, kv_heads_, head_dim_});
+  if (o_.rope) q = apply_rotary(q, offset, o_.rope_base), k = apply_rotary(k, offset, o_.rope_base);
+  return {q.transpose(1, 2), to_heads(k, H), to_heads(v, H)};
+}
+
+at::Tensor Hedgehog::forward(const at::Tensor& x, const MixerContext& ctx) {
+  const int64_t B = x.size(0), T = x.size(1);
+  auto [q, k, v] = project(x, 0);
+  at::Tensor phi_q = q_map->forward(q), phi_k = k_map->forward(k);  // [B, H, T, 2f]
+  auto kopts = linear_kernel_options(ctx, 1.0, o_.chunk_size, o_.sub_chunk);
+  at::Tensor y = o_.window > 0
+                     ? sliding_window_hybrid_attention(q, k, v, phi_q, phi_k, at::sigmoid(window_logit),
+                                                       o_.window, kopts)
+                     : normalized_linear_attention(phi_q, phi_k, v, o_.eps, kopts);
+  return o_proj->forward(y.transpose(1, 2).reshape({B, T, o_.heads * head_dim_}));
+}
+
+std::unique_ptr<MixerState> Hedgehog::init_state(int64_t batch, int64_t /*max_len*/) {
+  auto s = std::make_unique<HedgehogState>();
+  auto opts = q_proj->weight.options().dtype(kernels::linear_state_dtype(q_proj->weight.scalar_type()));
+  s->S = at::zeros({batch, o_.heads, 2 * feature_dim_, head_dim_ + 1}, opts);
+  s->k_window = at::zeros({batch, o_.heads, 0, head_dim_}, q_proj->weight.options());
+  s->v_window = s->k_window;
+  return s;
+}
+
+at::Tensor Hedgehog::step(const at::Tensor& x_t, MixerState& state) {
+  auto& st = static_cast<HedgehogState&>(state);
+  const int64_t B = x_t.size(0);
+  auto [q, k, v] = project(x_t.unsqueeze(1), st.position);  // [B, H, 1, d]
+  const auto acc = st.S.scalar_type();
+  auto with_one = [&](const at::Tensor& t) {
+    return at::cat({t.to(acc), at::ones({B, o_.heads, t.size(2), 1}, st.S.options())}, -1);
+  };
+  auto absorb = [&](const at::Tensor& keys, const at::Tensor& vals) {  // S += φk(k)ᵀ [v, 1]
+    st.S = st.S + at::matmul(k_map->forward(keys).to(acc).transpose(2, 3), with_one(vals));
+  };
+  if (o_.window == 0) {
+    absorb(k, v);
+  } else {
+    if (st.k_window.size(2) == o_.window) {  // evict the oldest token into the linear state
+      absorb(st.k_window.narrow(2, 0, 1), st.v_window.narrow(2, 0, 1));
+      st.k_window = st.k_window.narrow(2, 1, o_.window - 1), st.v_window = st.v_window.narrow(2, 1, o_.window - 1);
+    }
+    st.k_window = at::cat({st.k_window, k}, 2), st.v_window = at::cat({st.v_window, v}, 2);
+  }
+  st.position += 1;
+  at::Tensor lin = at::matmul(q_map->forward(q).to(acc), st.S);  // [B, H, 1, dv + 1]
+  at::Tensor num = lin.narrow(-1, 0, head_dim_), den = lin.narrow(-1, head_dim_, 1);
+  at::Tensor y;
+  if (o_.window == 0) {
+    y = num / (den + o_.eps);
+  } else {
+    at::Tensor s = at::matmul(q.to(acc), st.k_window.to(acc).transpose(2, 3)) /
+                   std::sqrt(static_cast<double>(head_dim_));  // [B, H, 1, n]
+    at::Tensor p = at::exp(s - at::amax(s, {-1}, true));
+    at::Tensor g = at::sigmoid(window_logit).to(acc).view({1, o_.heads, 1, 1});
+    y = (g * at::matmul(p, st.v_window.to(acc)) + num) / (g * p.sum(-1, true) + den);
+  }
+  return o_proj->forward(y.to(x_t.scalar_type()).reshape({B, o_.heads * head_dim_}));
+}
+
+double Hedgehog::extra_flops_per_token(int64_t /*seq_len*/) const {
+  const double F = 2.0 * feature_dim_, d = static_cast<double>(head_dim_);
+  const double linear = 2.0 * (2.0 * F * (d + 1)) + 2.0 * (o_.chunk_size / 2.0) * (F + d);
+  const double window = o_.window > 0 ? 2.0 * 2.0 * d * o_.window : 0.0;
+  return o_.heads * (linear + window + 2.0 * 2.0 * d * feature_dim_ * 2);
+}
+
+ATTNLAB_REGISTER_MIXER("hedgehog", Hedgehog, HedgehogOptions,
+                       "normalised linear attention with learned feature maps (+ LoLCATs window hybrid)");
+
+}  // namespace attnlab::layers

@@ -1,0 +1,34 @@
+// Normalised linear attention and the LoLCATs sliding-window + linear hybrid
+// (spec/layers-linear.md §3.2, §3.5). For query i with window w:
+//   W_i = {j : i − w < j ≤ i},  L_i = {j : j ≤ i − w},  s_ij = q_i·k_j / sqrt(d),
+//   m_i = max_{j∈W_i} s_ij,  γ_h = sigmoid(θ_h)
+//   y_i = (γ Σ_{W_i} e^{s_ij − m_i} v_j + Σ_{L_i} φq_i·φk_j v_j) / (γ Σ_{W_i} e^{s_ij − m_i} + Σ_{L_i} φq_i·φk_j)
+// The max shift m_i is part of the function (it weights softmax terms against linear ones).
+// The linear sums come from the shared linear-attention kernel with a ones column appended to
+// v (numerator and denominator in one pass); with w > 0 the keys are delayed by w tokens.
+// The window part is blocked: queries in blocks of w see at most 2w keys, O(T·w).
+#pragma once
+#include <ATen/core/Tensor.h>
+
+#include "kernels/linear/api.h"
+
+namespace attnlab::layers {
+
+/// Σ_{j≤i} φq_i·φk_j v_j / (Σ_{j≤i} φq_i·φk_j + eps). phi_* [B, H, T, F], v [B, H, T, dv].
+at::Tensor normalized_linear_attention(const at::Tensor& phi_q, const at::Tensor& phi_k,
+                                       const at::Tensor& v, double eps,
+                                       const kernels::LinearAttentionOptions& opts);
+
+/// The hybrid above (window ≥ 1); q, k [B, H, T, d] post-RoPE, gamma [H] in (0, 1).
+at::Tensor sliding_window_hybrid_attention(const at::Tensor& q, const at::Tensor& k,
+                                           const at::Tensor& v, const at::Tensor& phi_q,
+                                           const at::Tensor& phi_k, const at::Tensor& gamma,
+                                           int64_t window, const kernels::LinearAttentionOptions& opts);
+
+/// The same function written with full T×T masks (the definition the blocked form is tested on).
+at::Tensor sliding_window_hybrid_reference(const at::Tensor& q, const at::Tensor& k,
+                                           const at::Tensor& v, const at::Tensor& phi_q,
+                                           const at::Tensor& phi_k, const at::Tensor& gamma,
+                                           int64_t window);
+
+}  // namespace attnlab::layers
