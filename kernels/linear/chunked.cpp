@@ -1,5 +1,6 @@
 #include "kernels/linear/chunked.h"
 
+#include <ATen/TensorOperators.h>
 #include <ATen/ops/constant_pad_nd.h>
 #include <ATen/ops/cumsum.h>
 #include <ATen/ops/einsum.h>

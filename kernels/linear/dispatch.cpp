@@ -1,6 +1,7 @@
 // The one entry point of the linear-attention kernel family (api.h): input checks, gate
 // expansion, `kernel: auto` resolution, and the autograd Function that wraps the fused
 // forward/backward pair (CPU, or CUDA when compiled in).
+#include <ATen/TensorOperators.h>
 #include <ATen/ops/zeros.h>
 #include <torch/autograd.h>
 

@@ -7,8 +7,10 @@
 //      dS ← Diag(e^{ell_L}) dS + scale·(q ⊙ e^{ell})ᵀ dO
 // 3. gate gradient in closed form, INCLUDING the final-state term the paper omits:
 //      dg_t = Σ_{i ≥ t} (q_i ⊙ dq_i − k_i ⊙ dk_i) + rowsum(S_T ⊙ dS_T).
+#include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
+#include <ATen/ops/empty_like.h>
 #include <ATen/ops/zeros.h>
 
 #include <vector>

@@ -3,6 +3,7 @@
 // the accumulation dtype (non-materialising variant, spec §1.5). Per chunk of L ≤ C tokens:
 //   O = scale·(q ⊙ e^ell) S + A V,      S ← Diag(e^{ell_L}) S + (k ⊙ e^{ell_L − ell})ᵀ V
 // with A the intra-chunk scores of cpu_head.h.
+#include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/zeros.h>

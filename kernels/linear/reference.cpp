@@ -1,5 +1,6 @@
 #include "kernels/linear/reference.h"
 
+#include <ATen/TensorOperators.h>
 #include <ATen/ops/cumsum.h>
 #include <ATen/ops/einsum.h>
 #include <ATen/ops/exp.h>

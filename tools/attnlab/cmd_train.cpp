@@ -95,6 +95,7 @@ void add_bench(CLI::App& app, Action& action) {
       return 0;
     };
   });
+  add_bench_mixer(*bench, action);
 }
 
 }  // namespace attnlab::cli

@@ -20,6 +20,8 @@ void add_data(CLI::App& app, Action& action);
 void add_config(CLI::App& app, Action& action);
 void add_list(CLI::App& app, Action& action);
 void add_bench(CLI::App& app, Action& action);
+/// `bench mixer`, a subcommand of `bench` (cmd_bench_mixer.cpp).
+void add_bench_mixer(CLI::App& bench, Action& action);
 
 /// A recipe file, or a run folder (then its saved config.yaml), plus --set overrides.
 RunConfig load_config_or_run(const std::string& path, const std::vector<std::string>& overrides);
