@@ -16,7 +16,8 @@ export CCACHE_SLOPPINESS="pch_defines,time_macros,include_file_mtime,include_fil
 export CCACHE_MAXSIZE="${CCACHE_MAXSIZE:-5G}"
 
 APT_PACKAGES=(cmake ninja-build ccache g++ python3-venv libyaml-cpp-dev libfmt-dev libgtest-dev
-              libbenchmark-dev nlohmann-json3-dev libcli11-dev mold fortunes fortune-mod)
+              libbenchmark-dev nlohmann-json3-dev libcli11-dev mold fortunes fortune-mod
+              pkg-config libsentencepiece-dev sentencepiece)
 
 log() { printf '[setup] %s\n' "$*" >&2; }
 

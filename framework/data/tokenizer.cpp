@@ -3,6 +3,7 @@
 #include <stdexcept>
 
 #include "framework/data/gpt2_bpe.h"
+#include "framework/data/sentencepiece_tokenizer.h"
 
 namespace attnlab {
 
@@ -22,7 +23,12 @@ std::string ByteTokenizer::decode(const std::vector<int32_t>& ids) const {
 std::unique_ptr<Tokenizer> make_tokenizer(const std::string& name, const std::string& path) {
   if (name == "byte") return std::make_unique<ByteTokenizer>();
   if (name == "gpt2") return std::make_unique<Gpt2Tokenizer>(path);
-  throw std::invalid_argument("unknown tokenizer '" + name + "' (expected byte | gpt2)");
+  if (name == "sentencepiece") {
+    if (path.empty())
+      throw std::invalid_argument("tokenizer sentencepiece needs data.tokenizer_path (a .model file)");
+    return std::make_unique<SentencePieceTokenizer>(path);
+  }
+  throw std::invalid_argument("unknown tokenizer '" + name + "' (expected byte | gpt2 | sentencepiece)");
 }
 
 }  // namespace attnlab

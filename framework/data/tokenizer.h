@@ -1,5 +1,6 @@
 // Tokenizers behind one interface. `byte`: ids 0..255 are the UTF-8 bytes, 256 is
 // <|endoftext|> (vocab 257). `gpt2`: byte-level BPE from vocab.json + merges.txt.
+// `sentencepiece`: a SentencePiece .model (sentencepiece_tokenizer.h).
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -26,7 +27,8 @@ class ByteTokenizer : public Tokenizer {
   int32_t eot_id() const override { return 256; }
 };
 
-/// `name` is byte | gpt2; `path` is the folder holding vocab.json and merges.txt for gpt2.
+/// `name` is byte | gpt2 | sentencepiece; `path` is the folder holding vocab.json and
+/// merges.txt for gpt2, the .model file for sentencepiece.
 std::unique_ptr<Tokenizer> make_tokenizer(const std::string& name, const std::string& path);
 
 }  // namespace attnlab

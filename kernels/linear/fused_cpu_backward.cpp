@@ -29,47 +29,45 @@ struct Dims {
 /// Off-diagonal intra-chunk gradient terms via GEMMs on rebased operands (every exp ≤ 0):
 ///   dq[i rows] += scale · e^{ell − r} ⊙ (dA[i rows, 0:i0] (k ⊙ e^{r − ell})[0:i0]),   r = ell[i0]
 ///   dk[j cols] += scale · e^{r' − ell} ⊙ (dA[j1:L, j cols]ᵀ (q ⊙ e^{ell − r'})[j1:L]),  r' = ell[j1−1]
+/// xr [L, dk], tmp and fac [c, dk] are scratch.
 template <class T>
 void intra_grads_off_diagonal(const T* q, const T* k, const T* ell, const T* dA, int64_t L,
-                              int64_t dk, int64_t c, T scale, T* dq, T* dk_out, T* xr, T* tmp) {
+                              int64_t dk, int64_t c, T scale, T* dq, T* dk_out, T* xr, T* tmp,
+                              T* fac) {
   for (int64_t i0 = c; i0 < L; i0 += c) {
     const int64_t rows = std::min(c, L - i0);
     const T* r = ell + i0 * dk;
-    for (int64_t m = 0; m < i0; ++m)
-      for (int64_t d = 0; d < dk; ++d) xr[m * dk + d] = k[m * dk + d] * std::exp(r[d] - ell[m * dk + d]);
+    rebase(k, ell, r, i0, dk, -1, xr);
     gemm<T>(false, false, rows, dk, i0, T(1), dA + i0 * L, L, xr, dk, T(0), tmp, dk);
-    for (int64_t a = 0; a < rows; ++a)
-      for (int64_t d = 0; d < dk; ++d)
-        dq[(i0 + a) * dk + d] += scale * std::exp(ell[(i0 + a) * dk + d] - r[d]) * tmp[a * dk + d];
+    rebase<T>(nullptr, ell + i0 * dk, r, rows, dk, +1, fac);
+    for (int64_t i = 0; i < rows * dk; ++i) dq[i0 * dk + i] += scale * fac[i] * tmp[i];
   }
   for (int64_t j0 = 0; j0 + c < L; j0 += c) {
     const int64_t j1 = j0 + c, later = L - j1;
     const T* r = ell + (j1 - 1) * dk;
-    for (int64_t a = 0; a < later; ++a)
-      for (int64_t d = 0; d < dk; ++d)
-        xr[a * dk + d] = q[(j1 + a) * dk + d] * std::exp(ell[(j1 + a) * dk + d] - r[d]);
+    rebase(q + j1 * dk, ell + j1 * dk, r, later, dk, +1, xr);
     gemm<T>(true, false, c, dk, later, T(1), dA + j1 * L + j0, L, xr, dk, T(0), tmp, dk);
-    for (int64_t m = 0; m < c; ++m)
-      for (int64_t d = 0; d < dk; ++d)
-        dk_out[(j0 + m) * dk + d] += scale * std::exp(r[d] - ell[(j0 + m) * dk + d]) * tmp[m * dk + d];
+    rebase<T>(nullptr, ell + j0 * dk, r, c, dk, -1, fac);
+    for (int64_t i = 0; i < c * dk; ++i) dk_out[j0 * dk + i] += scale * fac[i] * tmp[i];
   }
 }
 
-/// Diagonal sub-blocks, one exp per (a, m, d) shared by the score A and both gradients.
+/// Diagonal sub-blocks, one decay per (a, m, d) shared by the score A and both gradients.
 template <class T>
 void intra_diagonal_with_grads(const T* q, const T* k, const T* ell, const T* dA, int64_t L,
-                               int64_t dk, int64_t c, T scale, T* A, T* dq, T* dk_out) {
+                               int64_t dk, int64_t c, T scale, T* A, T* dq, T* dk_out, T* E) {
   for (int64_t i0 = 0; i0 < L; i0 += c) {
     const int64_t i1 = std::min(i0 + c, L);
+    diagonal_decays(ell, i0, i1, c, dk, E);
     for (int64_t a = i0; a < i1; ++a)
       for (int64_t m = i0; m <= a; ++m) {
         const T w = scale * dA[a * L + m];
+        const T* e = E + ((a - i0) * c + (m - i0)) * dk;
         T acc = 0;
         for (int64_t d = 0; d < dk; ++d) {
-          const T e = std::exp(ell[a * dk + d] - ell[m * dk + d]);
-          acc += q[a * dk + d] * k[m * dk + d] * e;
-          dq[a * dk + d] += w * k[m * dk + d] * e;
-          dk_out[m * dk + d] += w * q[a * dk + d] * e;
+          acc += q[a * dk + d] * k[m * dk + d] * e[d];
+          dq[a * dk + d] += w * k[m * dk + d] * e[d];
+          dk_out[m * dk + d] += w * q[a * dk + d] * e[d];
         }
         A[a * L + m] = scale * acc;
       }
@@ -81,7 +79,8 @@ void backward_head(const T* q, const T* k, const T* v, const T* g, const T* s0, 
                    const T* dstate, T* dq, T* dk, T* dv, T* dg, T* ds0, Dims n, T scale) {
   const int64_t dk_ = n.dk, dv_ = n.dv, C = n.C, N = (n.T + C - 1) / C, state = dk_ * dv_;
   std::vector<T> starts(N * state), ell(C * dk_), A(C * C), dA(C * C), xr(C * dk_), tmp(C * dk_),
-      dS(state), S(state);
+      fac(C * dk_), E(n.c * n.c * dk_), dS(state), S(state);
+  const std::vector<T> zero(dk_, T(0));
   // 1. Chunk-start states.
   if (s0) std::copy(s0, s0 + state, S.begin());
   for (int64_t c0 = 0, i = 0; c0 < n.T; c0 += C, ++i) {
@@ -112,16 +111,15 @@ void backward_head(const T* q, const T* k, const T* v, const T* g, const T* s0, 
     // Inter-chunk parts of dq and dk.
     gemm<T>(false, true, L, dk_, dv_, scale, doc, dv_, S_prev, dv_, T(0), dqc, dk_);
     gemm<T>(false, true, L, dk_, dv_, T(1), vc, dv_, dS.data(), dv_, T(0), dkc, dk_);
-    for (int64_t j = 0; j < L; ++j)
-      for (int64_t d = 0; d < dk_; ++d) {
-        dqc[j * dk_ + d] *= std::exp(ell[j * dk_ + d]);
-        dkc[j * dk_ + d] *= std::exp(last[d] - ell[j * dk_ + d]);
-      }
-    intra_diagonal_with_grads(qc, kc, ell.data(), dA.data(), L, dk_, n.c, scale, A.data(), dqc, dkc);
-    intra_grads_off_diagonal(qc, kc, ell.data(), dA.data(), L, dk_, n.c, scale, dqc, dkc, xr.data(), tmp.data());
+    rebase<T>(nullptr, ell.data(), zero.data(), L, dk_, +1, fac.data());  // e^{ell}
+    for (int64_t i = 0; i < L * dk_; ++i) dqc[i] *= fac[i];
+    rebase<T>(nullptr, ell.data(), last, L, dk_, -1, fac.data());         // e^{ell_L − ell}
+    for (int64_t i = 0; i < L * dk_; ++i) dkc[i] *= fac[i];
+    intra_diagonal_with_grads(qc, kc, ell.data(), dA.data(), L, dk_, n.c, scale, A.data(), dqc, dkc, E.data());
+    intra_grads_off_diagonal(qc, kc, ell.data(), dA.data(), L, dk_, n.c, scale, dqc, dkc, xr.data(),
+                             tmp.data(), E.data());
     // dV = Aᵀ dO + (k ⊙ e^{ell_L − ell}) dS.
-    for (int64_t m = 0; m < L; ++m)
-      for (int64_t d = 0; d < dk_; ++d) xr[m * dk_ + d] = kc[m * dk_ + d] * std::exp(last[d] - ell[m * dk_ + d]);
+    for (int64_t i = 0; i < L * dk_; ++i) xr[i] = kc[i] * fac[i];
     gemm<T>(true, false, L, dv_, L, T(1), A.data(), L, doc, dv_, T(0), dvc, dv_);
     gemm<T>(false, false, L, dv_, dk_, T(1), xr.data(), dk_, dS.data(), dv_, T(1), dvc, dv_);
     // dS ← Diag(e^{ell_L}) dS + scale·(q ⊙ e^{ell})ᵀ dO.
@@ -129,7 +127,7 @@ void backward_head(const T* q, const T* k, const T* v, const T* g, const T* s0, 
       const T decay = std::exp(last[d]);
       for (int64_t e = 0; e < dv_; ++e) dS[d * dv_ + e] *= decay;
     }
-    for (int64_t j = 0; j < L * dk_; ++j) xr[j] = qc[j] * std::exp(ell[j]);
+    rebase(qc, ell.data(), zero.data(), L, dk_, +1, xr.data());
     gemm<T>(true, false, dk_, dv_, L, scale, xr.data(), dk_, doc, dv_, T(1), dS.data(), dv_);
   }
   if (ds0) std::copy(dS.begin(), dS.end(), ds0);

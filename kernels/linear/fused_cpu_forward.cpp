@@ -19,19 +19,20 @@ namespace cpu {
 template <class T>
 void forward_head(const T* q, const T* k, const T* v, const T* g, T* out, T* S, int64_t T_len,
                   int64_t dk, int64_t dv, T scale, int64_t C, int64_t c) {
-  std::vector<T> ell(C * dk), qg(C * dk), A(C * C), kr(C * dk), qr(c * dk);
+  std::vector<T> ell(C * dk), qg(C * dk), A(C * C), kr(C * dk), qr(c * dk), E(c * c * dk);
+  const std::vector<T> zero(dk, T(0));
   for (int64_t t0 = 0; t0 < T_len; t0 += C) {
     const int64_t L = std::min(C, T_len - t0);
     const T *qc = q + t0 * dk, *kc = k + t0 * dk, *vc = v + t0 * dv;
     T* oc = out + t0 * dv;
     chunk_cumsum(g + t0 * dk, L, dk, ell.data());
     // Inter-chunk: scale·(q ⊙ e^{ell}) S_{n-1}; every factor ≤ 1.
-    for (int64_t i = 0; i < L * dk; ++i) qg[i] = qc[i] * std::exp(ell[i]);
+    rebase(qc, ell.data(), zero.data(), L, dk, +1, qg.data());
     gemm<T>(false, false, L, dv, dk, scale, qg.data(), dk, S, dv, T(0), oc, dv);
     // Intra-chunk: A V with A lower-triangular (the zeroed upper part is never read as nonzero).
     std::fill(A.begin(), A.begin() + L * L, T(0));
     intra_scores_off_diagonal(qc, kc, ell.data(), L, dk, c, scale, A.data(), L, qr.data(), kr.data());
-    intra_scores_diagonal(qc, kc, ell.data(), L, dk, c, scale, A.data(), L);
+    intra_scores_diagonal(qc, kc, ell.data(), L, dk, c, scale, A.data(), L, E.data());
     gemm<T>(false, false, L, dv, L, T(1), A.data(), L, vc, dv, T(1), oc, dv);
     advance_state(kc, vc, ell.data(), L, dk, dv, S, kr.data());
   }

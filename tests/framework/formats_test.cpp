@@ -5,11 +5,14 @@
 #include <ATen/ops/randn.h>
 #include <gtest/gtest.h>
 
+#include <filesystem>
+
 #include <cstring>
 #include <fstream>
 
 #include "framework/checkpoint/safetensors.h"
 #include "framework/data/gpt2_bpe.h"
+#include "framework/data/tokenizer.h"
 #include "framework/data/prepare.h"
 #include "framework/data/shards.h"
 #include "framework/log/tensorboard.h"
@@ -170,6 +173,34 @@ TEST(Tokenizer, Gpt2BpeWithASmallVocabulary) {
   EXPECT_EQ(t.eot_id(), 5);
   std::ofstream(d + "/merges.txt") << "#version: 0.2\nbroken\n";
   EXPECT_THROW(Gpt2Tokenizer{d}, std::runtime_error);
+}
+
+TEST(Tokenizer, SentencePieceModelRoundTrips) {
+  // Trains a tiny unigram model with Debian's spm_train (package `sentencepiece`) on the test
+  // corpus, then loads it through the same interface `data prepare` uses.
+  const std::string d = testing::temp_dir("spm");
+  const std::string corpus = testing::write_corpus(d, 200);
+  const std::string cmd = "spm_train --input=" + corpus + " --model_prefix=" + d +
+                          "/tiny --vocab_size=40 --hard_vocab_limit=false --model_type=unigram"
+                          " --minloglevel=2 >/dev/null 2>&1";
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  auto t = make_tokenizer("sentencepiece", d + "/tiny.model");
+  EXPECT_GT(t->vocab_size(), 3);
+  EXPECT_LE(t->vocab_size(), 40);
+  const std::string text = "the old dog sat in the garden";
+  std::vector<int32_t> ids = t->encode(text);
+  EXPECT_FALSE(ids.empty());
+  EXPECT_LT(ids.size(), text.size()) << "pieces should span more than one character";
+  for (int32_t id : ids) EXPECT_LT(id, t->vocab_size());
+  EXPECT_EQ(t->decode(ids), text);
+  EXPECT_EQ(t->eot_id(), 2);  // spm_train's default </s> id
+  try {
+    make_tokenizer("sentencepiece", d + "/missing.model");
+    FAIL() << "expected an error";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("missing.model"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(make_tokenizer("sentencepiece", ""), std::invalid_argument);
 }
 
 }  // namespace

@@ -19,8 +19,9 @@ void add_data(CLI::App& app, Action& action) {
   };
   auto a = std::make_shared<Args>();
   cmd->add_option("--input", a->inputs, "text files or folders")->required();
-  cmd->add_option("--tokenizer", a->tokenizer, "byte | gpt2")->check(CLI::IsMember({"byte", "gpt2"}));
-  cmd->add_option("--tokenizer-path", a->tokenizer_path, "gpt2: folder with vocab.json, merges.txt");
+  cmd->add_option("--tokenizer", a->tokenizer, "byte | gpt2 | sentencepiece")
+      ->check(CLI::IsMember({"byte", "gpt2", "sentencepiece"}));
+  cmd->add_option("--tokenizer-path", a->tokenizer_path, "gpt2: folder with vocab.json, merges.txt; sentencepiece: the .model file");
   cmd->add_option("--out", a->out, "output folder")->required();
   cmd->add_option("--val-fraction", a->val_fraction, "share of documents for val")
       ->check(CLI::Range(0.0, 0.5));
