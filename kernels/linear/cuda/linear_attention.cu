@@ -103,10 +103,12 @@ __global__ void chunk_states_kernel(const T* k, const T* v, const float* g, cons
     chunk_cumsum(g, t0, L, dk, ell);
     __syncthreads();
     const float* last = ell + (L - 1) * dk;
+    for (int i = threadIdx.x; i < L * dk; i += blockDim.x) kk[i] *= expf(last[i % dk] - ell[i]);  // k ⊙ e^{ell_L − ell}
+    __syncthreads();
     for (int i = threadIdx.x; i < dk * ew; i += blockDim.x) {
       const int d = i / ew, e = i % ew;
       float acc = expf(last[d]) * S[i];
-      for (int m = 0; m < L; ++m) acc += kk[m * dk + d] * expf(last[d] - ell[m * dk + d]) * vv[m * ew + e];
+      for (int m = 0; m < L; ++m) acc += kk[m * dk + d] * vv[m * ew + e];
       S[i] = acc;
     }
   }
@@ -123,7 +125,7 @@ __global__ void chunk_output_kernel(const T* q, const T* k, const T* v, const fl
   const int dk = static_cast<int>(n.dk), C = static_cast<int>(n.C);
   const int64_t bh = blockIdx.x / n.N, c = blockIdx.x % n.N, t0 = c * C;
   const int L = chunk_len(n, t0);
-  float *qq = smem, *kk = qq + C * dk, *ell = kk + C * dk, *A = ell + C * dk;
+  float *qq = smem, *kk = qq + C * dk, *ell = kk + C * dk, *A = ell + C * dk, *qg = A + C * C;
   q += bh * n.T * dk, k += bh * n.T * dk, v += bh * n.T * n.dv, g += bh * n.T * dk, out += bh * n.T * n.dv;
   const float* S = states + (bh * n.N + c) * dk * n.dv;
   load_rows(q, t0, L, dk, qq);
@@ -131,11 +133,12 @@ __global__ void chunk_output_kernel(const T* q, const T* k, const T* v, const fl
   chunk_cumsum(g, t0, L, dk, ell);
   __syncthreads();
   intra_scores(qq, kk, ell, L, C, dk, scale, A);
+  for (int i = threadIdx.x; i < L * dk; i += blockDim.x) qg[i] = qq[i] * expf(ell[i]);  // q ⊙ e^{ell}
   __syncthreads();
   for (int i = threadIdx.x; i < L * n.dv; i += blockDim.x) {
     const int j = i / n.dv, e = i % n.dv;
     float acc = 0.f;
-    for (int d = 0; d < dk; ++d) acc += qq[j * dk + d] * expf(ell[j * dk + d]) * S[d * n.dv + e];
+    for (int d = 0; d < dk; ++d) acc += qg[j * dk + d] * S[d * n.dv + e];
     acc *= scale;
     for (int m = 0; m <= j; ++m) acc += A[j * C + m] * load(v, (t0 + m) * n.dv + e);
     store(out, (t0 + j) * n.dv + e, acc);
@@ -166,10 +169,12 @@ __global__ void state_grads_kernel(const T* q, const float* g, const T* dout, co
     chunk_cumsum(g, t0, L, dk, ell);
     __syncthreads();
     const float* last = ell + (L - 1) * dk;
+    for (int i = threadIdx.x; i < L * dk; i += blockDim.x) qq[i] *= expf(ell[i]);  // q ⊙ e^{ell}
+    __syncthreads();
     for (int i = threadIdx.x; i < dk * ew; i += blockDim.x) {
       const int d = i / ew, e = i % ew;
       float acc = 0.f;
-      for (int j = 0; j < L; ++j) acc += qq[j * dk + d] * expf(ell[j * dk + d]) * dd[j * ew + e];
+      for (int j = 0; j < L; ++j) acc += qq[j * dk + d] * dd[j * ew + e];
       dS[i] = expf(last[d]) * dS[i] + scale * acc;
     }
   }
@@ -272,7 +277,7 @@ LinearAttentionResult fused_linear_attention_cuda_forward(const at::Tensor& q, c
     launch(chunk_states_kernel<scalar_t>, dim3(static_cast<unsigned>(BH), static_cast<unsigned>((n.dv + kValueTile - 1) / kValueTile)), state_smem(n), stream,
            k.data_ptr<scalar_t>(), v.data_ptr<scalar_t>(), g.data_ptr<float>(), s0.data_ptr<float>(),
            states.data_ptr<float>(), final_state.data_ptr<float>(), n);
-    launch(chunk_output_kernel<scalar_t>, dim3(static_cast<unsigned>(BH * n.N)), chunk_smem(n, 1), stream, q.data_ptr<scalar_t>(),
+    launch(chunk_output_kernel<scalar_t>, dim3(static_cast<unsigned>(BH * n.N)), chunk_smem(n, 1) + sizeof(float) * n.C * n.dk, stream, q.data_ptr<scalar_t>(),
            k.data_ptr<scalar_t>(), v.data_ptr<scalar_t>(), g.data_ptr<float>(), states.data_ptr<float>(),
            out.data_ptr<scalar_t>(), n, static_cast<float>(shape.scale));
   });
