@@ -10,11 +10,14 @@ RMSNormImpl::RMSNormImpl(int64_t dim, double eps_) : eps(eps_) {
   weight = register_parameter("weight", at::ones({dim}));
 }
 
-at::Tensor RMSNormImpl::forward(const at::Tensor& x) {
-  at::Tensor xf = x.to(at::kFloat, /*non_blocking=*/false, /*copy=*/false);
-  if (x.scalar_type() == at::kDouble) xf = x;
+at::Tensor rms_normalize(const at::Tensor& x, double eps) {
+  at::Tensor xf = x.scalar_type() == at::kDouble ? x : x.to(at::kFloat);
   at::Tensor inv = at::rsqrt(xf.pow(2).mean(-1, /*keepdim=*/true) + eps);
-  return (xf * inv).to(x.scalar_type()) * weight.to(x.scalar_type());
+  return (xf * inv).to(x.scalar_type());
+}
+
+at::Tensor RMSNormImpl::forward(const at::Tensor& x) {
+  return rms_normalize(x, eps) * weight.to(x.scalar_type());
 }
 
 SwiGLUImpl::SwiGLUImpl(int64_t dim, int64_t hidden) {

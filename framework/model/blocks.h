@@ -6,6 +6,10 @@
 
 namespace attnlab {
 
+/// x / sqrt(mean(x²) + eps) over the last dim, no gain; statistics in fp32 (fp64 stays fp64);
+/// returns x's dtype. The body of RMSNorm, and SRMSNorm / per-head norms of mixers.
+at::Tensor rms_normalize(const at::Tensor& x, double eps);
+
 class RMSNormImpl : public torch::nn::Module {
  public:
   RMSNormImpl(int64_t dim, double eps);

@@ -18,8 +18,9 @@ struct LinearAttentionOptions {
   double scale = 1.0;
   int64_t chunk_size = 64;  ///< C: tokens per chunk of the state-passing scan
   int64_t sub_chunk = 16;   ///< c: sub-chunk of the intra-chunk scores (divides C)
-  /// auto | reference | recurrent | chunked | fused. `auto` takes `fused` on CPU, and on CUDA
-  /// the chunked composite until the CUDA kernels are validated (ATTNLAB_LINEAR_CUDA_VALIDATED).
+  /// auto | reference | recurrent | chunked | fused. `auto` takes `fused` on CPU; on CUDA it
+  /// takes `fused` only in builds whose CUDA kernels passed tools/gpu/check.sh
+  /// (ATTNLAB_LINEAR_CUDA_VALIDATED), the chunked composite otherwise.
   std::string kernel = "auto";
 };
 
@@ -29,11 +30,15 @@ struct LinearAttentionResult {
 };
 
 /// q, k [B, H, T, dk]; v [B, H, T, dv]; g: see above; initial_state [B, H, dk, dv] or undefined.
-/// Differentiable in q, k, v, g (vector mode) and initial_state for every `kernel`.
+/// Differentiable in q, k, v, g (vector mode) and initial_state for every `kernel`. This is
+/// the one place inputs and options are checked; the implementations assume checked inputs.
 LinearAttentionResult linear_attention(const at::Tensor& q, const at::Tensor& k,
                                        const at::Tensor& v, const at::Tensor& g,
                                        const at::Tensor& initial_state,
                                        const LinearAttentionOptions& opts);
+
+/// Throws a c10::Error naming the values unless 0 < sub_chunk, sub_chunk divides chunk_size.
+void check_linear_options(const LinearAttentionOptions& opts);
 
 /// The name of the implementation `opts.kernel` resolves to for these inputs (for logs, bench).
 std::string resolve_linear_kernel(const at::Tensor& q, const std::string& kernel);

@@ -7,7 +7,7 @@
 
 namespace attnlab::kernels {
 
-/// Inputs as in reference.h (g expanded to [B, H, T, dk]); T need not divide chunk_size.
+/// Inputs as in reference.h (checked, g expanded to [B, H, T, dk]); T need not divide chunk_size.
 LinearAttentionResult linear_attention_chunked(const at::Tensor& q, const at::Tensor& k,
                                                const at::Tensor& v, const at::Tensor& g,
                                                const at::Tensor& initial_state, double scale,

@@ -27,10 +27,9 @@ class FusedLinearAttention : public torch::autograd::Function<FusedLinearAttenti
   static variable_list forward(AutogradContext* ctx, const at::Tensor& q, const at::Tensor& k,
                                const at::Tensor& v, const at::Tensor& g, const at::Tensor& s0,
                                double scale, int64_t chunk, int64_t sub_chunk) {
-    const auto dt = fused_compute_dtype(q);
-    auto prep = [&](const at::Tensor& t) { return t.defined() ? t.to(dt).contiguous() : t; };
-    at::Tensor qc = prep(q), kc = prep(k), vc = prep(v), gc = g.to(linear_state_dtype(dt)).contiguous();
-    at::Tensor s0c = s0.defined() ? s0.to(linear_state_dtype(dt)).contiguous() : s0;
+    const auto dt = fused_compute_dtype(q), state_dt = linear_state_dtype(dt);
+    at::Tensor qc = q.to(dt).contiguous(), kc = k.to(dt).contiguous(), vc = v.to(dt).contiguous();
+    at::Tensor gc = g.to(state_dt).contiguous(), s0c = s0.to(state_dt).contiguous();
     const FusedShape shape{scale, chunk, sub_chunk};
     LinearAttentionResult r;
 #ifdef ATTNLAB_WITH_CUDA
@@ -65,7 +64,25 @@ class FusedLinearAttention : public torch::autograd::Function<FusedLinearAttenti
             at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
+
+/// g as a [B, H, T, dk] log-gate: [H] is broadcast, undefined is a broadcast zero.
+at::Tensor expand_log_gate(const at::Tensor& g, int64_t B, int64_t H, int64_t T, int64_t dk,
+                           at::TensorOptions state_opts) {
+  if (!g.defined()) return at::zeros({1, 1, 1, 1}, state_opts).expand({B, H, T, dk});
+  if (g.dim() == 1) {
+    ATTNLAB_CHECK_SHAPE(g, H);
+    return g.to(state_opts.dtype()).view({1, H, 1, 1}).expand({B, H, T, dk});
+  }
+  ATTNLAB_CHECK_SHAPE(g, B, H, T, dk);
+  return g;
+}
 }  // namespace
+
+void check_linear_options(const LinearAttentionOptions& o) {
+  ATTNLAB_CHECK(o.chunk_size > 0 && o.sub_chunk > 0 && o.chunk_size % o.sub_chunk == 0,
+                "linear attention: sub_chunk (", o.sub_chunk, ") must divide chunk_size (",
+                o.chunk_size, ")");
+}
 
 bool linear_cuda_available() {
 #ifdef ATTNLAB_WITH_CUDA
@@ -90,21 +107,18 @@ std::string resolve_linear_kernel(const at::Tensor& q, const std::string& kernel
 LinearAttentionResult linear_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                        const at::Tensor& g_in, const at::Tensor& s0,
                                        const LinearAttentionOptions& o) {
-  at::Tensor g = expand_log_gate(q, g_in);
-  const int64_t B = q.size(0), H = q.size(1), T = q.size(2), dk = q.size(3);
-  ATTNLAB_CHECK(v.dim() == 4, "linear attention: v must be [B, H, T, dv], got ", v.sizes());
-  const int64_t dv = v.size(3);
+  ATTNLAB_CHECK(q.dim() == 4 && v.dim() == 4, "linear attention: q must be [B, H, T, dk] and v ",
+                "[B, H, T, dv], got ", q.sizes(), " and ", v.sizes());
+  const int64_t B = q.size(0), H = q.size(1), T = q.size(2), dk = q.size(3), dv = v.size(3);
   ATTNLAB_CHECK_SHAPE(k, B, H, T, dk);
   ATTNLAB_CHECK_SHAPE(v, B, H, T, dv);
   if (s0.defined()) ATTNLAB_CHECK_SHAPE(s0, B, H, dk, dv);
-  ATTNLAB_CHECK(o.chunk_size > 0 && o.sub_chunk > 0 && o.chunk_size % o.sub_chunk == 0,
-                "linear attention: sub_chunk (", o.sub_chunk, ") must divide chunk_size (",
-                o.chunk_size, ")");
-  if (T == 0) {  // nothing to mix; the state passes through
-    const auto acc = linear_state_dtype(q.scalar_type());
+  check_linear_options(o);
+  const auto state_opts = q.options().dtype(linear_state_dtype(q.scalar_type()));
+  at::Tensor g = expand_log_gate(g_in, B, H, T, dk, state_opts);
+  if (T == 0)  // nothing to mix; the state passes through
     return {at::zeros({B, H, 0, dv}, q.options()),
-            s0.defined() ? s0.to(acc) : at::zeros({B, H, dk, dv}, q.options().dtype(acc))};
-  }
+            s0.defined() ? s0.to(state_opts.dtype()) : at::zeros({B, H, dk, dv}, state_opts)};
   const std::string kernel = resolve_linear_kernel(q, o.kernel);
   if (kernel == "reference") return linear_attention_parallel_reference(q, k, v, g, s0, o.scale);
   if (kernel == "recurrent") return linear_attention_recurrent_reference(q, k, v, g, s0, o.scale);

@@ -1,14 +1,15 @@
 // The fused gated-linear-attention kernels' raw entry points (no autograd; fused.cpp wraps
 // them in one torch::autograd::Function for CPU and CUDA). Inputs are contiguous, in the
 // accumulation dtype for CPU (fp32/fp64) and in fp32/bf16/fp16 for CUDA; g is [B, H, T, dk].
-// The state is fp32 (fp64 for fp64 inputs). `dstate` may be undefined (no final-state grad).
+// The state is fp32 (fp64 for fp64 inputs); s0 is always given (zeros when the caller had
+// none). `dstate` may be undefined (no final-state grad).
 #pragma once
 #include "kernels/linear/api.h"
 
 namespace attnlab::kernels {
 
 struct LinearAttentionGrads {
-  at::Tensor dq, dk, dv, dg, dstate0;  ///< dstate0 only when an initial state was given
+  at::Tensor dq, dk, dv, dg, dstate0;
 };
 
 struct FusedShape {

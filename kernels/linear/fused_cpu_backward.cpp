@@ -82,7 +82,7 @@ void backward_head(const T* q, const T* k, const T* v, const T* g, const T* s0, 
       fac(C * dk_), E(n.c * n.c * dk_), dS(state), S(state);
   const std::vector<T> zero(dk_, T(0));
   // 1. Chunk-start states.
-  if (s0) std::copy(s0, s0 + state, S.begin());
+  std::copy(s0, s0 + state, S.begin());
   for (int64_t c0 = 0, i = 0; c0 < n.T; c0 += C, ++i) {
     const int64_t L = std::min(C, n.T - c0);
     std::copy(S.begin(), S.end(), starts.begin() + i * state);
@@ -130,16 +130,14 @@ void backward_head(const T* q, const T* k, const T* v, const T* g, const T* s0, 
     rebase(qc, ell.data(), zero.data(), L, dk_, +1, xr.data());
     gemm<T>(true, false, dk_, dv_, L, scale, xr.data(), dk_, doc, dv_, T(1), dS.data(), dv_);
   }
-  if (ds0) std::copy(dS.begin(), dS.end(), ds0);
+  std::copy(dS.begin(), dS.end(), ds0);
   // 3. dg_t = revcumsum(q ⊙ dq − k ⊙ dk)_t + r.
-  if (dg) {
-    std::vector<T> run(r);
-    for (int64_t t = n.T - 1; t >= 0; --t)
-      for (int64_t d = 0; d < dk_; ++d) {
-        run[d] += q[t * dk_ + d] * dq[t * dk_ + d] - k[t * dk_ + d] * dk[t * dk_ + d];
-        dg[t * dk_ + d] = run[d];
-      }
-  }
+  std::vector<T> run(r);
+  for (int64_t t = n.T - 1; t >= 0; --t)
+    for (int64_t d = 0; d < dk_; ++d) {
+      run[d] += q[t * dk_ + d] * dq[t * dk_ + d] - k[t * dk_ + d] * dk[t * dk_ + d];
+      dg[t * dk_ + d] = run[d];
+    }
 }
 
 }  // namespace
@@ -153,7 +151,7 @@ LinearAttentionGrads fused_linear_attention_cpu_backward(const at::Tensor& q, co
   LinearAttentionGrads grads;
   grads.dq = at::empty_like(q), grads.dk = at::empty_like(k), grads.dv = at::empty_like(v);
   grads.dg = at::empty_like(q);
-  if (s0.defined()) grads.dstate0 = at::empty({B, H, dk, dv}, q.options());
+  grads.dstate0 = at::empty({B, H, dk, dv}, q.options());
   AT_DISPATCH_FLOATING_TYPES(q.scalar_type(), "fused_linear_attention_cpu_backward", [&] {
     using T_ = scalar_t;
     auto ptr = [](const at::Tensor& t) { return t.defined() ? t.data_ptr<T_>() : nullptr; };
@@ -165,9 +163,9 @@ LinearAttentionGrads fused_linear_attention_cpu_backward(const at::Tensor& q, co
     at::parallel_for(0, B * H, 1, [&](int64_t begin, int64_t end) {
       for (int64_t bh = begin; bh < end; ++bh) {
         const int64_t xk = bh * T * dk, xv = bh * T * dv, st = bh * dk * dv;
-        cpu::backward_head<T_>(qp + xk, kp + xk, vp + xv, gp + xk, s0p ? s0p + st : nullptr,
+        cpu::backward_head<T_>(qp + xk, kp + xk, vp + xv, gp + xk, s0p + st,
                                dop + xv, dsp ? dsp + st : nullptr, dqp + xk, dkp + xk, dvp + xv,
-                               dgp + xk, ds0p ? ds0p + st : nullptr, dims,
+                               dgp + xk, ds0p + st, dims,
                                static_cast<T_>(shape.scale));
       }
     });

@@ -6,7 +6,6 @@
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
-#include <ATen/ops/zeros.h>
 
 #include <vector>
 
@@ -45,8 +44,7 @@ LinearAttentionResult fused_linear_attention_cpu_forward(const at::Tensor& q, co
                                                          const at::Tensor& s0, FusedShape shape) {
   const int64_t B = q.size(0), H = q.size(1), T = q.size(2), dk = q.size(3), dv = v.size(3);
   at::Tensor out = at::empty({B, H, T, dv}, q.options());
-  at::Tensor S = s0.defined() ? s0.to(q.scalar_type()).contiguous().clone()
-                              : at::zeros({B, H, dk, dv}, q.options());
+  at::Tensor S = s0.to(q.scalar_type()).contiguous().clone();  // advanced in place
   AT_DISPATCH_FLOATING_TYPES(q.scalar_type(), "fused_linear_attention_cpu_forward", [&] {
     const scalar_t *qp = q.data_ptr<scalar_t>(), *kp = k.data_ptr<scalar_t>(),
                    *vp = v.data_ptr<scalar_t>(), *gp = g.data_ptr<scalar_t>();

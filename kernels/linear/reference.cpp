@@ -12,7 +12,6 @@
 #include <limits>
 #include <vector>
 
-#include "kernels/common/check.h"
 
 namespace attnlab::kernels {
 
@@ -20,36 +19,9 @@ at::ScalarType linear_state_dtype(at::ScalarType t) {
   return t == at::kDouble ? at::kDouble : at::kFloat;
 }
 
-at::Tensor expand_log_gate(const at::Tensor& q, const at::Tensor& g) {
-  ATTNLAB_CHECK(q.dim() == 4, "linear attention: q must be [B, H, T, dk], got ", q.sizes());
-  const int64_t B = q.size(0), H = q.size(1), T = q.size(2), dk = q.size(3);
-  if (!g.defined())  // no decay: a broadcast zero, never materialised here
-    return at::zeros({1, 1, 1, 1}, q.options().dtype(linear_state_dtype(q.scalar_type()))).expand({B, H, T, dk});
-  if (g.dim() == 1) {
-    ATTNLAB_CHECK_SHAPE(g, H);
-    return g.to(linear_state_dtype(q.scalar_type())).view({1, H, 1, 1}).expand({B, H, T, dk});
-  }
-  ATTNLAB_CHECK_SHAPE(g, B, H, T, dk);
-  return g;
-}
-
-namespace {
-void check_inputs(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                  const at::Tensor& g, const at::Tensor& s0) {
-  ATTNLAB_CHECK(q.dim() == 4 && v.dim() == 4, "linear attention: q, v must be 4-D, got ", q.sizes(),
-                " and ", v.sizes());
-  const int64_t B = q.size(0), H = q.size(1), T = q.size(2), dk = q.size(3), dv = v.size(3);
-  ATTNLAB_CHECK_SHAPE(k, B, H, T, dk);
-  ATTNLAB_CHECK_SHAPE(v, B, H, T, dv);
-  ATTNLAB_CHECK_SHAPE(g, B, H, T, dk);
-  if (s0.defined()) ATTNLAB_CHECK_SHAPE(s0, B, H, dk, dv);
-}
-}  // namespace
-
 LinearAttentionResult linear_attention_parallel_reference(const at::Tensor& q, const at::Tensor& k,
                                                           const at::Tensor& v, const at::Tensor& g,
                                                           const at::Tensor& s0, double scale) {
-  check_inputs(q, k, v, g, s0);
   const auto acc = linear_state_dtype(q.scalar_type());
   const int64_t T = q.size(2);
   at::Tensor qa = q.to(acc), ka = k.to(acc), va = v.to(acc);
@@ -73,7 +45,6 @@ LinearAttentionResult linear_attention_parallel_reference(const at::Tensor& q, c
 LinearAttentionResult linear_attention_recurrent_reference(const at::Tensor& q, const at::Tensor& k,
                                                            const at::Tensor& v, const at::Tensor& g,
                                                            const at::Tensor& s0, double scale) {
-  check_inputs(q, k, v, g, s0);
   const auto acc = linear_state_dtype(q.scalar_type());
   const int64_t B = q.size(0), H = q.size(1), T = q.size(2), dk = q.size(3), dv = v.size(3);
   at::Tensor S = s0.defined() ? s0.to(acc) : at::zeros({B, H, dk, dv}, q.options().dtype(acc));

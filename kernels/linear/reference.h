@@ -1,7 +1,7 @@
 // Plain-torch definitions of the gated linear-attention recurrence (spec/layers-linear.md
 // §1.2 a/b): the log-space quadratic form and the token-by-token recurrence. Every faster path
-// is tested against these in float64. Inputs as in api.h, with `g` already expanded to
-// [B, H, T, dk] (zeros for no decay). Both return {out [B,H,T,dv], final_state [B,H,dk,dv]}.
+// is tested against these in float64. Inputs as in api.h, checked by linear_attention() and
+// with `g` expanded to [B, H, T, dk]. Both return {out [B,H,T,dv], final_state [B,H,dk,dv]}.
 #pragma once
 #include "kernels/linear/api.h"
 
@@ -19,8 +19,5 @@ LinearAttentionResult linear_attention_recurrent_reference(const at::Tensor& q, 
                                                            const at::Tensor& v, const at::Tensor& g,
                                                            const at::Tensor& initial_state,
                                                            double scale);
-
-/// Checks shapes and returns g as a [B, H, T, dk] tensor (expanding [H] or undefined).
-at::Tensor expand_log_gate(const at::Tensor& q, const at::Tensor& g);
 
 }  // namespace attnlab::kernels

@@ -3,13 +3,11 @@
 #include <ATen/ops/clamp_min.h>
 #include <ATen/ops/log_sigmoid.h>
 #include <ATen/ops/ones.h>
-#include <ATen/ops/rsqrt.h>
 #include <ATen/ops/silu.h>
-#include <ATen/ops/zeros.h>
 
 #include <cmath>
 
-#include "layers/common/linear_state.h"
+#include "framework/model/blocks.h"
 
 namespace attnlab::layers {
 
@@ -20,9 +18,9 @@ Gla::Gla(const GlaOptions& o, const MixerShape& s) : o_(o), kv_heads_(o.kv_heads
               " and value width ", value_dim, " must be divisible by heads (", o.heads, ")");
   TORCH_CHECK(o.heads % kv_heads_ == 0, "gla: heads (", o.heads, ") must be a multiple of kv_heads (",
               kv_heads_, ")");
-  TORCH_CHECK(o.chunk_size % o.sub_chunk == 0, "gla: sub_chunk (", o.sub_chunk,
-              ") must divide chunk_size (", o.chunk_size, ")");
   dk_ = key_dim / o.heads, dv_ = value_dim / o.heads;
+  state_heads_ = o.heads, state_dk_ = dk_, state_dv_ = dv_;
+  kernel_ = make_kernel_options(1.0 / std::sqrt(static_cast<double>(dk_)), o.chunk_size, o.sub_chunk);
   auto lin = [](int64_t i, int64_t n, bool bias = false) { return torch::nn::LinearOptions(i, n).bias(bias); };
   q_proj = register_module("q_proj", torch::nn::Linear(lin(s.dim, key_dim)));
   k_proj = register_module("k_proj", torch::nn::Linear(lin(s.dim, kv_heads_ * dk_)));
@@ -46,38 +44,16 @@ std::pair<at::Tensor, at::Tensor> Gla::mix(const at::Tensor& x, const at::Tensor
   at::Tensor log_a = at::log_sigmoid(z) / o_.gate_temperature;
   if (o_.gate_log_min < 0) log_a = at::clamp_min(log_a, o_.gate_log_min);
   at::Tensor g = to_heads(log_a.view({B, T, kv_heads_, dk_}), H);
-  auto r = kernels::linear_attention(q, k, v, g, s0,
-                                     linear_kernel_options(ctx, 1.0 / std::sqrt(double(dk_)),
-                                                           o_.chunk_size, o_.sub_chunk));
+  auto r = kernels::linear_attention(q, k, v, g, s0, with_kernel(kernel_, ctx));
   // Per-head RMSNorm (fp32 statistics), then the swish output gate.
   at::Tensor o = r.out.transpose(1, 2);                                           // [B, T, H, dv]
-  at::Tensor of = o.to(acc);
-  at::Tensor normed = (of * at::rsqrt(of.pow(2).mean(-1, true) + o_.norm_eps)).to(x.scalar_type()) *
-                      norm_weight.to(x.scalar_type());
+  at::Tensor normed = rms_normalize(o, o_.norm_eps) * norm_weight.to(x.scalar_type());
   at::Tensor gate = at::silu(g_proj->forward(x)).view({B, T, H, dv_});
   return {o_proj->forward((normed * gate).reshape({B, T, H * dv_})), r.final_state};
 }
 
-at::Tensor Gla::forward(const at::Tensor& x, const MixerContext& ctx) { return mix(x, {}, ctx).first; }
-
-std::unique_ptr<MixerState> Gla::init_state(int64_t batch, int64_t /*max_len*/) {
-  auto s = std::make_unique<LinearState>();
-  const auto dt = q_proj->weight.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
-  s->S = at::zeros({batch, o_.heads, dk_, dv_}, q_proj->weight.options().dtype(dt));
-  return s;
-}
-
-at::Tensor Gla::step(const at::Tensor& x_t, MixerState& state) {
-  auto& st = static_cast<LinearState&>(state);
-  auto [y, S] = mix(x_t.unsqueeze(1), st.S, MixerContext{false, "recurrent"});
-  st.S = S, st.position += 1;
-  return y.squeeze(1);
-}
-
 double Gla::extra_flops_per_token(int64_t /*seq_len*/) const {
-  // State update and readout (2·dk·dv MACs each) plus intra-chunk scores and A·V (C/2 keys).
-  const double per_head = 2.0 * (2.0 * dk_ * dv_) + 2.0 * (o_.chunk_size / 2.0) * (dk_ + dv_);
-  return per_head * o_.heads;
+  return linear_attention_flops_per_token(o_.heads, dk_, dv_, o_.chunk_size);
 }
 
 ATTNLAB_REGISTER_MIXER("gla", Gla, GlaOptions,

@@ -7,7 +7,8 @@
 #pragma once
 #include <torch/nn/modules/linear.h>
 
-#include "framework/model/mixer.h"
+#include "kernels/linear/api.h"
+#include "layers/common/linear_mixer.h"
 
 namespace attnlab::layers {
 
@@ -38,13 +39,9 @@ struct GlaOptions {
   }
 };
 
-class Gla : public Mixer {
+class Gla : public LinearStateMixer {
  public:
   Gla(const GlaOptions& opts, const MixerShape& shape);
-  at::Tensor forward(const at::Tensor& x, const MixerContext& ctx) override;
-  std::unique_ptr<MixerState> init_state(int64_t batch, int64_t max_len) override;
-  at::Tensor step(const at::Tensor& x_t, MixerState& state) override;
-  CpStrategy cp_strategy() const override { return CpStrategy::state_gather; }
   double extra_flops_per_token(int64_t seq_len) const override;
 
   torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, g_proj{nullptr},
@@ -52,11 +49,11 @@ class Gla : public Mixer {
   at::Tensor norm_weight;  ///< [dv], shared by all heads (fla's FusedRMSNormGated)
 
  private:
-  /// Runs the shared kernel from state `s0` (undefined = zeros); returns y [B, T, D] and S_T.
   std::pair<at::Tensor, at::Tensor> mix(const at::Tensor& x, const at::Tensor& s0,
-                                        const MixerContext& ctx);
+                                        const MixerContext& ctx) override;
   GlaOptions o_;
   int64_t kv_heads_, dk_, dv_;
+  kernels::LinearAttentionOptions kernel_;  ///< scale 1/sqrt(dk) and chunking, checked once
 };
 
 }  // namespace attnlab::layers

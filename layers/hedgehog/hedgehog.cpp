@@ -11,7 +11,7 @@
 
 #include <cmath>
 
-#include "layers/common/linear_state.h"
+#include "layers/common/linear_mixer.h"
 #include "layers/common/rotary.h"
 #include "layers/hedgehog/hybrid_attention.h"
 
@@ -43,6 +43,7 @@ Hedgehog::Hedgehog(const HedgehogOptions& o, const MixerShape& s)
   k_map = o.tie_qk ? q_map
                    : register_module("k_map", HedgehogFeatureMap(o.heads, head_dim_, feature_dim_, o.feature_map));
   if (o.window > 0) window_logit = register_parameter("window_logit", at::zeros({o.heads}));
+  kernel_ = make_kernel_options(1.0, o.chunk_size, o.sub_chunk);
   reset_special_parameters();
 }
 
@@ -67,7 +68,7 @@ at::Tensor Hedgehog::forward(const at::Tensor& x, const MixerContext& ctx) {
   const int64_t B = x.size(0), T = x.size(1);
   auto [q, k, v] = project(x, 0);
   at::Tensor phi_q = q_map->forward(q), phi_k = k_map->forward(k);  // [B, H, T, 2f]
-  auto kopts = linear_kernel_options(ctx, 1.0, o_.chunk_size, o_.sub_chunk);
+  const auto kopts = with_kernel(kernel_, ctx);
   at::Tensor y = o_.window > 0
                      ? sliding_window_hybrid_attention(q, k, v, phi_q, phi_k, at::sigmoid(window_logit),
                                                        o_.window, kopts)
@@ -121,10 +122,12 @@ at::Tensor Hedgehog::step(const at::Tensor& x_t, MixerState& state) {
 }
 
 double Hedgehog::extra_flops_per_token(int64_t /*seq_len*/) const {
-  const double F = 2.0 * feature_dim_, d = static_cast<double>(head_dim_);
-  const double linear = 2.0 * (2.0 * F * (d + 1)) + 2.0 * (o_.chunk_size / 2.0) * (F + d);
+  // The kernel runs on φ (width 2f) with v plus the normaliser's ones column; the feature maps
+  // cost two d×f matmuls per head; the hybrid adds QKᵀ and PV over the window.
+  const double d = static_cast<double>(head_dim_);
+  const double linear = linear_attention_flops_per_token(o_.heads, 2 * feature_dim_, head_dim_ + 1, o_.chunk_size);
   const double window = o_.window > 0 ? 2.0 * 2.0 * d * o_.window : 0.0;
-  return o_.heads * (linear + window + 2.0 * 2.0 * d * feature_dim_ * 2);
+  return linear + o_.heads * (window + 2.0 * 2.0 * d * feature_dim_ * 2);
 }
 
 ATTNLAB_REGISTER_MIXER("hedgehog", Hedgehog, HedgehogOptions,

@@ -7,6 +7,7 @@
 #include <torch/nn/modules/linear.h>
 
 #include "framework/model/mixer.h"
+#include "kernels/linear/api.h"
 #include "layers/hedgehog/feature_map.h"
 
 namespace attnlab::layers {
@@ -62,6 +63,7 @@ class Hedgehog : public Mixer {
   std::tuple<at::Tensor, at::Tensor, at::Tensor> project(const at::Tensor& x, int64_t offset);
   HedgehogOptions o_;
   int64_t kv_heads_, head_dim_, feature_dim_;
+  kernels::LinearAttentionOptions kernel_;  ///< scale 1 (the normaliser cancels it) and chunking
 };
 
 }  // namespace attnlab::layers

@@ -6,7 +6,8 @@
 #pragma once
 #include <torch/nn/modules/linear.h>
 
-#include "framework/model/mixer.h"
+#include "kernels/linear/api.h"
+#include "layers/common/linear_mixer.h"
 
 namespace attnlab::layers {
 
@@ -26,13 +27,9 @@ struct LightningOptions {
   }
 };
 
-class Lightning : public Mixer {
+class Lightning : public LinearStateMixer {
  public:
   Lightning(const LightningOptions& opts, const MixerShape& shape);
-  at::Tensor forward(const at::Tensor& x, const MixerContext& ctx) override;
-  std::unique_ptr<MixerState> init_state(int64_t batch, int64_t max_len) override;
-  at::Tensor step(const at::Tensor& x_t, MixerState& state) override;
-  CpStrategy cp_strategy() const override { return CpStrategy::state_gather; }
   double extra_flops_per_token(int64_t seq_len) const override;
 
   torch::nn::Linear qkvu_proj{nullptr}, o_proj{nullptr};
@@ -40,9 +37,10 @@ class Lightning : public Mixer {
 
  private:
   std::pair<at::Tensor, at::Tensor> mix(const at::Tensor& x, const at::Tensor& s0,
-                                        const MixerContext& ctx);
+                                        const MixerContext& ctx) override;
   LightningOptions o_;
   int64_t dim_, head_dim_;
+  kernels::LinearAttentionOptions kernel_;  ///< scale 1 (the norm follows) and chunking
 };
 
 }  // namespace attnlab::layers

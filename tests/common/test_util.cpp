@@ -1,15 +1,26 @@
 #include "tests/common/test_util.h"
 
+#include <ATen/ops/stack.h>
 #include <fmt/format.h>
 #include <unistd.h>
 
 #include <filesystem>
 
+#include "framework/model/mixer.h"
 #include "framework/util/atomic_file.h"
 #include <fstream>
 #include <random>
 
 namespace attnlab::testing {
+
+at::Tensor decode_token_by_token(Mixer& m, const at::Tensor& x) {
+  const int64_t B = x.size(0), T = x.size(1);
+  auto state = m.init_state(B, T);
+  std::vector<at::Tensor> steps;
+  for (int64_t t = 0; t < T; ++t) steps.push_back(m.step(x.select(1, t), *state));
+  EXPECT_EQ(state->position, T);
+  return at::stack(steps, 1);
+}
 
 double rel_rms(const at::Tensor& ref, const at::Tensor& got) {
   at::Tensor r = ref.detach().to(at::kDouble), g = got.detach().to(at::kDouble);

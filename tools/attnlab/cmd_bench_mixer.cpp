@@ -8,17 +8,16 @@
 #include <ATen/ops/tensor.h>
 #include <fmt/format.h>
 
-#include <algorithm>
-#include <chrono>
 #include <cmath>
-#include <functional>
 #include <map>
 
 #include "kernels/linear/api.h"
 #include "tools/attnlab/commands.h"
+#include "tools/common/median_time.h"
 
 namespace attnlab::cli {
 namespace {
+using tools::median_ms;
 
 struct BenchArgs {
   std::string mixer = "gla";
@@ -26,18 +25,6 @@ struct BenchArgs {
   std::vector<std::string> kernels = {"chunked", "fused"};
   int64_t batch = 1, heads = 4, head_dim = 64, reps = 3, chunk = 64, sub_chunk = 16;
 };
-
-double median_ms(const std::function<void()>& f, int64_t reps) {
-  f();  // warm-up (allocations, thread pool)
-  std::vector<double> t;
-  for (int64_t i = 0; i < reps; ++i) {
-    const auto t0 = std::chrono::steady_clock::now();
-    f();
-    t.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
-  }
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
-}
 
 int run_bench(const BenchArgs& a) {
   // Gate mode and value width per mixer: GLA per-channel gate, Lightning one decay per head,

@@ -13,14 +13,13 @@
 #include <torch/autograd.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <cstring>
-#include <functional>
 #include <string>
 #include <vector>
 
 #include "kernels/linear/api.h"
+#include "tools/common/median_time.h"
 
 #ifdef ATTNLAB_WITH_CUDA
 #include <cuda_runtime.h>
@@ -89,18 +88,10 @@ bool check(const at::Device& device, at::ScalarType dtype, const std::string& ke
   return ok;
 }
 
-double time_ms(const at::Device& device, const std::function<void()>& f, int reps) {
-  f();
-  sync(device);
-  std::vector<double> t;
-  for (int i = 0; i < reps; ++i) {
-    auto t0 = std::chrono::steady_clock::now();
-    f();
-    sync(device);
-    t.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
-  }
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
+/// Median ms of f() on `device`, synchronising after every call.
+template <class F>
+double time_ms(const at::Device& device, F&& f, int reps) {
+  return attnlab::tools::median_ms([&] { f(); sync(device); }, reps);
 }
 
 void bench(const at::Device& device, at::ScalarType dtype, int64_t B, int64_t H, int64_t d,

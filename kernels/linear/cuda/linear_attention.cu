@@ -80,6 +80,17 @@ __device__ void load_rows(const T* src, int64_t t0, int L, int width, float* dst
   for (int i = threadIdx.x; i < L * width; i += blockDim.x) dst[i] = load(src, t0 * width + i);
 }
 
+/// Columns e0..e0+ew of `rows` rows (row stride dv) starting at row t0, into dst [rows, ew].
+template <class T>
+__device__ void load_column_tile(const T* src, int64_t t0, int rows, int64_t dv, int e0, int ew, float* dst) {
+  for (int i = threadIdx.x; i < rows * ew; i += blockDim.x) dst[i] = load(src, (t0 + i / ew) * dv + e0 + i % ew);
+}
+
+/// The inverse for a [dk, dv] state: src [dk, ew] into columns e0..e0+ew of dst.
+__device__ void store_column_tile(const float* src, int dk, int64_t dv, int e0, int ew, float* dst) {
+  for (int i = threadIdx.x; i < dk * ew; i += blockDim.x) dst[(i / ew) * dv + e0 + i % ew] = src[i];
+}
+
 /// Grid (B·H, ceil(dv / kValueTile)). states [B, H, N, dk, dv] receives S before each chunk.
 template <class T>
 __global__ void chunk_states_kernel(const T* k, const T* v, const float* g, const float* s0,
@@ -90,16 +101,14 @@ __global__ void chunk_states_kernel(const T* k, const T* v, const float* g, cons
   float *S = smem, *kk = S + dk * kValueTile, *ell = kk + C * dk, *vv = ell + C * dk;
   const int64_t bh = blockIdx.x;
   k += bh * n.T * dk, v += bh * n.T * n.dv, g += bh * n.T * dk;
-  for (int i = threadIdx.x; i < dk * ew; i += blockDim.x)
-    S[i] = s0[bh * dk * n.dv + (i / ew) * n.dv + e0 + i % ew];
+  load_column_tile(s0 + bh * dk * n.dv, 0, dk, n.dv, e0, ew, S);
   for (int64_t c = 0; c < n.N; ++c) {
     const int64_t t0 = c * C;
     const int L = chunk_len(n, t0);
     __syncthreads();
-    for (int i = threadIdx.x; i < dk * ew; i += blockDim.x)
-      states[((bh * n.N + c) * dk + i / ew) * n.dv + e0 + i % ew] = S[i];
+    store_column_tile(S, dk, n.dv, e0, ew, states + (bh * n.N + c) * dk * n.dv);
     load_rows(k, t0, L, dk, kk);
-    for (int i = threadIdx.x; i < L * ew; i += blockDim.x) vv[i] = load(v, (t0 + i / ew) * n.dv + e0 + i % ew);
+    load_column_tile(v, t0, L, n.dv, e0, ew, vv);
     chunk_cumsum(g, t0, L, dk, ell);
     __syncthreads();
     const float* last = ell + (L - 1) * dk;
@@ -113,8 +122,7 @@ __global__ void chunk_states_kernel(const T* k, const T* v, const float* g, cons
     }
   }
   __syncthreads();
-  for (int i = threadIdx.x; i < dk * ew; i += blockDim.x)
-    final_state[bh * dk * n.dv + (i / ew) * n.dv + e0 + i % ew] = S[i];
+  store_column_tile(S, dk, n.dv, e0, ew, final_state + bh * dk * n.dv);
 }
 
 /// Grid (B·H·N). O = scale·(q ⊙ e^{ell}) S_{n-1} + A V.
@@ -156,16 +164,14 @@ __global__ void state_grads_kernel(const T* q, const float* g, const T* dout, co
   float *dS = smem, *qq = dS + dk * kValueTile, *ell = qq + C * dk, *dd = ell + C * dk;
   const int64_t bh = blockIdx.x;
   q += bh * n.T * dk, g += bh * n.T * dk, dout += bh * n.T * n.dv;
-  for (int i = threadIdx.x; i < dk * ew; i += blockDim.x)
-    dS[i] = dstate[bh * dk * n.dv + (i / ew) * n.dv + e0 + i % ew];
+  load_column_tile(dstate + bh * dk * n.dv, 0, dk, n.dv, e0, ew, dS);
   for (int64_t c = n.N - 1; c >= 0; --c) {
     const int64_t t0 = c * C;
     const int L = chunk_len(n, t0);
     __syncthreads();
-    for (int i = threadIdx.x; i < dk * ew; i += blockDim.x)
-      dstates[((bh * n.N + c) * dk + i / ew) * n.dv + e0 + i % ew] = dS[i];
+    store_column_tile(dS, dk, n.dv, e0, ew, dstates + (bh * n.N + c) * dk * n.dv);
     load_rows(q, t0, L, dk, qq);
-    for (int i = threadIdx.x; i < L * ew; i += blockDim.x) dd[i] = load(dout, (t0 + i / ew) * n.dv + e0 + i % ew);
+    load_column_tile(dout, t0, L, n.dv, e0, ew, dd);
     chunk_cumsum(g, t0, L, dk, ell);
     __syncthreads();
     const float* last = ell + (L - 1) * dk;
@@ -179,8 +185,7 @@ __global__ void state_grads_kernel(const T* q, const float* g, const T* dout, co
     }
   }
   __syncthreads();
-  for (int i = threadIdx.x; i < dk * ew; i += blockDim.x)
-    ds0[bh * dk * n.dv + (i / ew) * n.dv + e0 + i % ew] = dS[i];
+  store_column_tile(dS, dk, n.dv, e0, ew, ds0 + bh * dk * n.dv);
 }
 
 /// Grid (B·H·N). dq, dk, dv of one chunk (fp32 outputs) from S_{n-1} and dS_n.
@@ -257,6 +262,13 @@ Dims dims_of(const at::Tensor& q, const at::Tensor& v, int64_t C) {
   return {T, q.size(3), v.size(3), C, (T + C - 1) / C};
 }
 
+/// Grid of the state scans: one block per (batch·head, value tile).
+dim3 value_tile_grid(int64_t BH, const Dims& n) {
+  return dim3(static_cast<unsigned>(BH), static_cast<unsigned>((n.dv + kValueTile - 1) / kValueTile));
+}
+/// Grid of the per-chunk kernels: one block per (batch·head, chunk).
+dim3 chunk_grid(int64_t BH, const Dims& n) { return dim3(static_cast<unsigned>(BH * n.N)); }
+
 size_t state_smem(const Dims& n) { return sizeof(float) * (n.dk * kValueTile + 2 * n.C * n.dk + n.C * kValueTile); }
 size_t chunk_smem(const Dims& n, int matrices) { return sizeof(float) * (3 * n.C * n.dk + matrices * n.C * n.C); }
 
@@ -274,10 +286,10 @@ LinearAttentionResult fused_linear_attention_cuda_forward(const at::Tensor& q, c
   auto stream = c10::cuda::getCurrentCUDAStream();
   dispatch_input_dtype(q.scalar_type(), [&](auto tag) {
     using scalar_t = decltype(tag);
-    launch(chunk_states_kernel<scalar_t>, dim3(static_cast<unsigned>(BH), static_cast<unsigned>((n.dv + kValueTile - 1) / kValueTile)), state_smem(n), stream,
+    launch(chunk_states_kernel<scalar_t>, value_tile_grid(BH, n), state_smem(n), stream,
            k.data_ptr<scalar_t>(), v.data_ptr<scalar_t>(), g.data_ptr<float>(), s0.data_ptr<float>(),
            states.data_ptr<float>(), final_state.data_ptr<float>(), n);
-    launch(chunk_output_kernel<scalar_t>, dim3(static_cast<unsigned>(BH * n.N)), chunk_smem(n, 1) + sizeof(float) * n.C * n.dk, stream, q.data_ptr<scalar_t>(),
+    launch(chunk_output_kernel<scalar_t>, chunk_grid(BH, n), chunk_smem(n, 1) + sizeof(float) * n.C * n.dk, stream, q.data_ptr<scalar_t>(),
            k.data_ptr<scalar_t>(), v.data_ptr<scalar_t>(), g.data_ptr<float>(), states.data_ptr<float>(),
            out.data_ptr<scalar_t>(), n, static_cast<float>(shape.scale));
   });
@@ -298,7 +310,7 @@ LinearAttentionGrads fused_linear_attention_cuda_backward(const at::Tensor& q, c
   gr.dq = at::empty({B, H, n.T, n.dk}, f32), gr.dk = at::empty_like(gr.dq);
   gr.dv = at::empty({B, H, n.T, n.dv}, f32), gr.dstate0 = at::empty({B, H, n.dk, n.dv}, f32);
   auto stream = c10::cuda::getCurrentCUDAStream();
-  const dim3 tiles(static_cast<unsigned>(BH), static_cast<unsigned>((n.dv + kValueTile - 1) / kValueTile));
+  const dim3 tiles = value_tile_grid(BH, n);
   dispatch_input_dtype(q.scalar_type(), [&](auto tag) {
     using scalar_t = decltype(tag);
     launch(chunk_states_kernel<scalar_t>, tiles, state_smem(n), stream, k.data_ptr<scalar_t>(),
@@ -307,7 +319,7 @@ LinearAttentionGrads fused_linear_attention_cuda_backward(const at::Tensor& q, c
     launch(state_grads_kernel<scalar_t>, tiles, state_smem(n), stream, q.data_ptr<scalar_t>(), g.data_ptr<float>(),
            dout.data_ptr<scalar_t>(), dS_T.data_ptr<float>(), dstates.data_ptr<float>(),
            gr.dstate0.data_ptr<float>(), n, static_cast<float>(shape.scale));
-    launch(chunk_grads_kernel<scalar_t>, dim3(static_cast<unsigned>(BH * n.N)), chunk_smem(n, 2), stream, q.data_ptr<scalar_t>(),
+    launch(chunk_grads_kernel<scalar_t>, chunk_grid(BH, n), chunk_smem(n, 2), stream, q.data_ptr<scalar_t>(),
            k.data_ptr<scalar_t>(), v.data_ptr<scalar_t>(), g.data_ptr<float>(), dout.data_ptr<scalar_t>(),
            states.data_ptr<float>(), dstates.data_ptr<float>(), gr.dq.data_ptr<float>(), gr.dk.data_ptr<float>(),
            gr.dv.data_ptr<float>(), n, static_cast<float>(shape.scale));
