@@ -1,4 +1,4 @@
-// GPT-2 byte-level BPE (build-and-formats.md §4.4): bytes are mapped to printable code points,
+// GPT-2 byte-level BPE (docs/formats.md): bytes are mapped to printable code points,
 // text is pre-split by the GPT-2 pattern ('s 't 're 've 'm 'll 'd, ?letters, ?digits,
 // ?other, whitespace not followed by non-space), and each piece is merged by rank.
 // The splitter is hand-written (std::regex lacks \p{L}); letters/digits are classified for

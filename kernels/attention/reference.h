@@ -1,6 +1,6 @@
 // Plain-torch causal attention, the definition every faster softmax-family path is tested
-// against (spec/layers-softmax.md §1.3). Bottom-right causal alignment: query i of Tq attends
-// to key j iff j <= i + (Tk - Tq), so a single decode query sees the whole cache.
+// against (docs/mixers/softmax.md, "Causal alignment"). Bottom-right causal alignment: query i
+// of Tq attends to key j iff j <= i + (Tk - Tq), so a single decode query sees the whole cache.
 #pragma once
 #include <ATen/core/Tensor.h>
 

@@ -1,5 +1,5 @@
 // Gated linear attention: ONE recurrence behind the GLA, Lightning and Hedgehog mixers
-// (spec/layers-linear.md §0). Per (batch, head), with state S [dk, dv]:
+// (docs/kernels/linear.md). Per (batch, head), with state S [dk, dv]:
 //   S_t = Diag(exp(g_t)) S_{t-1} + k_t v_tᵀ,     o_t = scale · S_tᵀ q_t
 // Gate modes: `g` [B, H, T, dk] per-channel log-decay (GLA), [H] constant per head
 // (Lightning), or undefined (no decay: plain / Hedgehog linear attention). All log-gates ≤ 0.

@@ -1,4 +1,4 @@
-// Chunkwise gated linear attention as a torch composite (spec/layers-linear.md §1.2 c):
+// Chunkwise gated linear attention as a torch composite (docs/kernels/linear.md, "Chunked form"):
 // intra-chunk scores with the sub-chunk trick, inter-chunk state passing; autograd gives the
 // backward. Every exponent is a later-minus-earlier cumulative log-gate (≤ 0): no division by
 // decays, no overflow. The fused kernels are tested against this and the reference.

@@ -1,7 +1,7 @@
 // Per-(batch, head) building blocks of the fused CPU kernel (fused_cpu_*.cpp): a row-major
 // GEMM on raw pointers, and the intra-chunk score block with the sub-chunk trick
-// (spec/layers-linear.md §1.2 c). All buffers are row-major; `ell` is the in-chunk cumulative
-// log-gate [L, dk]. Every exp argument is later-minus-earlier (≤ 0).
+// (docs/kernels/linear.md, "Chunked form"). All buffers are row-major; `ell` is the in-chunk
+// cumulative log-gate [L, dk]. Every exp argument is later-minus-earlier (≤ 0).
 #pragma once
 #include <ATen/ops/exp.h>
 #include <ATen/ops/from_blob.h>

@@ -1,4 +1,4 @@
-// The fused gated-linear-attention kernels' raw entry points (no autograd; fused.cpp wraps
+// The fused gated-linear-attention kernels' raw entry points (no autograd; dispatch.cpp wraps
 // them in one torch::autograd::Function for CPU and CUDA). Inputs are contiguous, in the
 // accumulation dtype for CPU (fp32/fp64) and in fp32/bf16/fp16 for CUDA; g is [B, H, T, dk].
 // The state is fp32 (fp64 for fp64 inputs); s0 is always given (zeros when the caller had

@@ -1,4 +1,5 @@
-// Fused CPU backward of gated linear attention (spec/layers-linear.md §1.3). Per batch×head:
+// Fused CPU backward of gated linear attention (docs/kernels/linear.md, "Backward").
+// Per batch×head:
 // 1. recompute the chunk-start states S_{n-1} (the forward keeps none);
 // 2. walk chunks right to left carrying dS (the gradient of the state at the chunk's end):
 //      dA = (dO Vᵀ) ⊙ M,   dV = Aᵀ dO + (k ⊙ e^{ell_L − ell}) dS

@@ -1,6 +1,7 @@
 // Fused CPU forward of gated linear attention (api.h). Parallel over batch×head with
 // at::parallel_for; each task walks its chunks left to right keeping the state S [dk, dv] in
-// the accumulation dtype (non-materialising variant, spec §1.5). Per chunk of L ≤ C tokens:
+// the accumulation dtype (non-materialising variant, docs/kernels/linear.md, "Fused kernels").
+// Per chunk of L ≤ C tokens:
 //   O = scale·(q ⊙ e^ell) S + A V,      S ← Diag(e^{ell_L}) S + (k ⊙ e^{ell_L − ell})ᵀ V
 // with A the intra-chunk scores of cpu_head.h.
 #include <ATen/Dispatch.h>

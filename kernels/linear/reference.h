@@ -1,7 +1,8 @@
-// Plain-torch definitions of the gated linear-attention recurrence (spec/layers-linear.md
-// §1.2 a/b): the log-space quadratic form and the token-by-token recurrence. Every faster path
-// is tested against these in float64. Inputs as in api.h, checked by linear_attention() and
-// with `g` expanded to [B, H, T, dk]. Both return {out [B,H,T,dv], final_state [B,H,dk,dv]}.
+// Plain-torch definitions of the gated linear-attention recurrence (docs/kernels/linear.md,
+// "Reference form", "Recurrent form"): the log-space quadratic form and the token-by-token
+// recurrence. Every faster path is tested against these in float64. Inputs as in api.h,
+// checked by linear_attention() and with `g` expanded to [B, H, T, dk]. Both return
+// {out [B,H,T,dv], final_state [B,H,dk,dv]}.
 #pragma once
 #include "kernels/linear/api.h"
 

@@ -1,5 +1,5 @@
 // Shared plumbing of the linear-attention mixers (gla, lightning, hedgehog) over the kernel
-// family of kernels/linear/api.h (spec/layers-linear.md §0): kernel options checked once at
+// family of kernels/linear/api.h (docs/kernels/linear.md): kernel options checked once at
 // construction, the GQA head layout, the FLOP estimate, and a base class for mixers whose
 // whole decoding state is the kernel's S [B, H, dk, dv].
 #pragma once

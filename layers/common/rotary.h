@@ -1,6 +1,6 @@
 // Rotary position embedding, rotate-half convention (HF Llama): dimension j pairs with j + d/2,
 // theta_m = base^(-2m/d). Angles are computed in fp32 (fp64 for fp64 inputs) from absolute
-// positions so decoding at position p matches the parallel forward. Spec: layers-softmax.md §1.2.
+// positions so decoding at position p matches the parallel forward. See docs/mixers/softmax.md.
 #pragma once
 #include <ATen/core/Tensor.h>
 

@@ -1,4 +1,4 @@
-// gla: Gated Linear Attention (Yang et al. 2023; spec/layers-linear.md §1). Per head:
+// gla: Gated Linear Attention (Yang et al. 2023; docs/mixers/gla.md). Per head:
 //   S_t = Diag(α_t) S_{t-1} + k_t v_tᵀ,  o_t = S_tᵀ q_t / sqrt(dk),
 //   log α_t = logsigmoid(x_t W_α¹ W_α² + b_α) / τ   (rank-16 gate, τ = 16; optional clamp)
 //   y_t = (swish(x_t W_r [+ b_r]) ⊙ concat_h RMSNorm(o_t^h)) W_o

@@ -1,4 +1,4 @@
-// Hedgehog learned feature maps (spec/layers-linear.md §3.1): per head z = x W_h (+ b_h),
+// Hedgehog learned feature maps (docs/mixers/hedgehog.md): per head z = x W_h (+ b_h),
 // W_h [d, f] identity-initialised (takes the first f coordinates), then one of
 //   softmax_dim   (LoLCATs): [softmax_f(z), softmax_f(−z)], clamped ≥ 1e-12
 //   exp_dim       (LoLCATs): [exp(z − max z), exp(−z + min z)], clamped ≥ 1e-12

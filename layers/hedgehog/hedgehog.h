@@ -1,5 +1,5 @@
 // hedgehog: normalised linear attention with learned per-head feature maps (Zhang et al. 2024;
-// spec/layers-linear.md §3), optionally the LoLCATs sliding-window + linear hybrid (§3.5) used
+// docs/mixers/hedgehog.md), optionally the LoLCATs sliding-window + linear hybrid used
 // when converting softmax checkpoints. q = RoPE(x Wq), k = RoPE(x Wk), v = x Wv (GQA allowed);
 // φ after RoPE; y = normalised linear attention (or the hybrid) of (φq(q), φk(k), v), then Wo.
 // Decoding keeps S = Σ φk vᵀ and z = Σ φk (fp32), plus the last `window` raw k, v for the hybrid.

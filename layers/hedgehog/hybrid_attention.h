@@ -1,5 +1,5 @@
 // Normalised linear attention and the LoLCATs sliding-window + linear hybrid
-// (spec/layers-linear.md §3.2, §3.5). For query i with window w:
+// (docs/mixers/hedgehog.md, "As implemented"). For query i with window w:
 //   W_i = {j : i − w < j ≤ i},  L_i = {j : j ≤ i − w},  s_ij = q_i·k_j / sqrt(d),
 //   m_i = max_{j∈W_i} s_ij,  γ_h = sigmoid(θ_h)
 //   y_i = (γ Σ_{W_i} e^{s_ij − m_i} v_j + Σ_{L_i} φq_i·φk_j v_j) / (γ Σ_{W_i} e^{s_ij − m_i} + Σ_{L_i} φq_i·φk_j)

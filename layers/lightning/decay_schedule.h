@@ -1,4 +1,4 @@
-// Lightning / TransNormerLLM constant per-head decays λ_h (spec/layers-linear.md §2.3). The
+// Lightning / TransNormerLLM constant per-head decays λ_h (docs/mixers/lightning.md). The
 // sources disagree, so both are selectable:
 //   official (HF TNL code): s_h = ALiBi slope 2^{-8(h+1)/H} (ALiBi interpolation for other H),
 //                           log λ_h = −s_h · (1 − l/(L−1) + 1e-5)

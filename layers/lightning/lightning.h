@@ -1,5 +1,5 @@
 // lightning: TransNormerLLM-style linear attention with a constant per-head decay
-// (Qin et al.; spec/layers-linear.md §2.2). [Q|K|V|U] = x W_qkvu (no bias), Q = SiLU(Q),
+// (Qin et al.; docs/mixers/lightning.md). [Q|K|V|U] = x W_qkvu (no bias), Q = SiLU(Q),
 // K = SiLU(K); per head kv_t = λ_h kv_{t-1} + k_t v_tᵀ, o_t = kv_tᵀ q_t (no 1/sqrt(d): the norm
 // follows); O = SRMSNorm(concat_h o) ⊙ U over the WHOLE width (no gain); y = O W_o.
 // λ_h is a buffer (learned λ gave NaNs in the paper), from decay_schedule.h.

@@ -1,5 +1,5 @@
 // softmax: the baseline mixer. Causal multi-head attention with RoPE and GQA
-// (spec/layers-softmax.md §1). q = RoPE(x Wq) [B,T,H,d], k = RoPE(x Wk), v = x Wv [B,T,Hkv,d],
+// (docs/mixers/softmax.md). q = RoPE(x Wq) [B,T,H,d], k = RoPE(x Wk), v = x Wv [B,T,Hkv,d],
 // y = softmax(q k^T / sqrt(d) + causal) v Wo. `kernel: auto|fused` runs
 // at::scaled_dot_product_attention; `reference` runs the plain-torch definition.
 // Decoding keeps a KV cache of max_len positions.

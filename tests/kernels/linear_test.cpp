@@ -1,4 +1,4 @@
-// The linear-attention kernel family against its float64 definition (spec/layers-linear.md §4):
+// The linear-attention kernel family against its float64 definition (docs/kernels/linear.md):
 // every implementation (recurrent, chunked at several chunk/sub-chunk sizes, fused CPU) equals
 // the log-space reference for outputs, final state and every gradient (q, k, v, g, S0),
 // on awkward lengths, strong gates, state carry, and the special cases GLA ⊃ Lightning ⊃ LA.
@@ -27,7 +27,7 @@ struct Inputs {
   at::Tensor q, k, v, g, s0;
 };
 
-/// Random inputs; log-gates logsigmoid(z)/tau with z ~ N(0, zscale²) (spec §1.4 sweep).
+/// Random inputs; log-gates logsigmoid(z)/tau with z ~ N(0, zscale²) (fla-style gate sweep).
 Inputs make_inputs(int64_t B, int64_t H, int64_t T, int64_t dk, int64_t dv, at::ScalarType dt,
                    double tau = 16, double zscale = 1, bool with_state = true) {
   auto o = at::TensorOptions().dtype(dt);
@@ -136,7 +136,8 @@ TEST(LinearKernels, SplitSequenceWithStateCarryEqualsWhole) {
 }
 
 TEST(LinearKernels, ConstantPerHeadGateEqualsScalarGateMode) {
-  // GLA with g_t ≡ log λ_h broadcast over dk is Lightning (spec §0, §4.1.3).
+  // GLA with g_t ≡ log λ_h broadcast over dk is Lightning (docs/kernels/linear.md,
+  // "The recurrence").
   at::manual_seed(5);
   Inputs x = make_inputs(2, 3, 41, 4, 6, at::kDouble);
   at::Tensor log_lambda = -at::rand({3}, at::kDouble) * 2;  // [H]
@@ -171,7 +172,8 @@ TEST(LinearKernels, VanishingGateKeepsOnlyTheCurrentToken) {
 }
 
 TEST(LinearKernels, GateGradientClosedFormNeedsTheFinalStateTerm) {
-  // dg = revcumsum(q⊙dq − k⊙dk) + rowsum(S_T ⊙ dS_T) (spec §1.3): with and without the term.
+  // dg = revcumsum(q⊙dq − k⊙dk) + rowsum(S_T ⊙ dS_T), with and without the last term
+  // (docs/kernels/linear.md, "Backward").
   at::manual_seed(8);
   Inputs x = make_inputs(1, 2, 30, 4, 3, at::kDouble);
   at::Tensor w_out = at::randn({1, 2, 30, 3}, at::kDouble), w_state = at::randn({1, 2, 4, 3}, at::kDouble);

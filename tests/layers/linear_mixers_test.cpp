@@ -1,7 +1,8 @@
-// Layer-level identities of the linear-attention mixers (spec/layers-linear.md §4.1.6, §4.2,
-// §4.3): GLA's per-head norm makes it q-scale invariant, Lightning's decay schedules and
-// buffer, Hedgehog's feature maps, normaliser and the LoLCATs window hybrid (blocked form ==
-// masked definition, w ≥ T == softmax attention, decode == forward across evictions).
+// Layer-level identities of the linear-attention mixers (the "Tests" sections of
+// docs/mixers/{gla,lightning,hedgehog}.md): GLA's per-head norm makes it q-scale invariant,
+// Lightning's decay schedules and buffer, Hedgehog's feature maps, normaliser and the LoLCATs
+// window hybrid (blocked form == masked definition, w ≥ T == softmax attention, decode ==
+// forward across evictions).
 #include <ATen/ops/arange.h>
 #include <ATen/ops/cat.h>
 #include <ATen/ops/full.h>
@@ -76,7 +77,7 @@ TEST(Lightning, DecaySchedulesMatchTheirSources) {
     EXPECT_NEAR(paper[H - 1], -8.0 * (H - 1) / H, 1e-12);
     EXPECT_NEAR(lightning_log_decay("paper", H, 23, 24)[H - 1], -8.0 * (H - 1) / H / 24, 1e-12);
   }
-  // H = 16: the spec's table (first layer λ from e^{−0.707} to e^{−0.0039}).
+  // H = 16: the table in docs/mixers/lightning.md (first layer λ from e^{−0.707} to e^{−0.0039}).
   auto h16 = lightning_log_decay("official", 16, 0, 24);
   EXPECT_NEAR(h16[0], -std::pow(2.0, -0.5) * (1 + 1e-5), 1e-12);
   EXPECT_NEAR(h16[15], -std::pow(2.0, -8.0) * (1 + 1e-5), 1e-12);

@@ -1,4 +1,4 @@
-// Fused CUDA gated linear attention (api.h), the materialising chunk variant (spec §1.5):
+// Fused CUDA gated linear attention (api.h), materialising chunk variant (docs/kernels/linear.md):
 //   chunk_states   : per (b, h, value tile), walk chunks left to right, write S_{n-1} [N, dk, dv]
 //   chunk_output   : per (b, h, chunk), O = scale·(q ⊙ e^{ell}) S_{n-1} + A V
 //   state_grads    : per (b, h, value tile), walk right to left, write dS_n, return dS_0
@@ -324,7 +324,8 @@ LinearAttentionGrads fused_linear_attention_cuda_backward(const at::Tensor& q, c
            states.data_ptr<float>(), dstates.data_ptr<float>(), gr.dq.data_ptr<float>(), gr.dk.data_ptr<float>(),
            gr.dv.data_ptr<float>(), n, static_cast<float>(shape.scale));
   });
-  // dg_t = revcumsum(q ⊙ dq − k ⊙ dk)_t + rowsum(S_T ⊙ dS_T)  (spec §1.3, final-state term included).
+  // dg_t = revcumsum(q ⊙ dq − k ⊙ dk)_t + rowsum(S_T ⊙ dS_T), the final-state term included
+  // (docs/kernels/linear.md, "Backward").
   at::Tensor D = q.to(at::kFloat) * gr.dq - k.to(at::kFloat) * gr.dk;
   gr.dg = D.flip({2}).cumsum(2).flip({2}) + (final_state * dS_T).sum(-1).unsqueeze(2);
   return gr;
