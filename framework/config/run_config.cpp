@@ -46,8 +46,14 @@ void parse_model(ParseVisitor& v, ModelConfig& m) {
       for (size_t i = 0; i < pattern.size(); ++i)
         m.pattern.push_back(parse_mixer_spec(v, pattern[i], "pattern", fmt::format("{}.pattern[{}]", base, i)));
     }
+  } else if (mixer && !mixer.IsNull()) {
+    m.pattern.push_back(parse_mixer_spec(v, mixer, "mixer", base + ".mixer"));
   } else {
-    m.pattern.push_back(parse_mixer_spec(v, mixer ? mixer : YAML::Node("softmax"), "mixer", base + ".mixer"));
+    // No default mixer: an empty or truncated recipe must not train something nobody chose.
+    std::string known;
+    for (const auto& n : MixerRegistry::instance().names()) known += (known.empty() ? "" : ", ") + n;
+    v.error("", "the recipe names no mixer: set model.mixer (one of: " + known +
+                    ") or model.pattern, e.g. `extends: mixers/<name>.yaml`");
   }
 }
 
@@ -95,8 +101,11 @@ void RunConfig::validate() const {
                    model.max_seq_len));
   rule(data.tokenizer == "byte" || !data.tokenizer_path.empty(),
        fmt::format("data.tokenizer '{}' needs data.tokenizer_path", data.tokenizer));
-  rule(!run.name.empty() && run.name.find('/') == std::string::npos,
-       fmt::format("run.name '{}' must be a non-empty name without '/'", run.name));
+  // A plain folder name: "..", "." or a path would put the run (and its config.yaml) elsewhere.
+  const bool plain_name = !run.name.empty() && run.name != "." && run.name != ".." &&
+                          run.name.size() <= 255 && run.name.find_first_of(std::string("/\\\0", 3)) == std::string::npos;
+  rule(plain_name, fmt::format("run.name '{}' must be a plain folder name (not empty, '.' or '..', "
+                               "no '/', at most 255 bytes)", run.name));
   if (!errors.empty()) throw ConfigError(errors);
 }
 

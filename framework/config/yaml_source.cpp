@@ -1,7 +1,13 @@
 #include "framework/config/yaml_source.h"
 
+#include <fmt/format.h>
+#include <sys/stat.h>
+
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <set>
 
@@ -59,47 +65,135 @@ fs::path find_configs_dir(const fs::path& start) {
   return {};
 }
 
-YAML::Node parse_file(const fs::path& file) {
-  if (!fs::exists(file)) throw ConfigError({file.string() + ": file not found"});
-  try {
-    YAML::Node n = YAML::LoadFile(file.string());
-    if (n.IsNull()) return YAML::Node(YAML::NodeType::Map);
-    if (!n.IsMap()) throw ConfigError({file.string() + ":1:1: expected a mapping at the top level"});
-    return n;
-  } catch (const YAML::Exception& e) {
-    throw ConfigError({file.string() + ":" + std::to_string(e.mark.line + 1) + ":" +
-                       std::to_string(e.mark.column + 1) + ": invalid YAML: " + e.msg});
+constexpr int64_t kMaxRecipeBytes = 1 << 20;  // recipes are a few KB; this is generous
+constexpr int64_t kMaxNodes = 100000;         // after alias expansion (the "billion laughs" shape)
+constexpr int kMaxDepth = 64;
+
+// A file name fit for a message (a hostile name may be thousands of bytes long).
+std::string shown(const fs::path& p) {
+  const std::string s = p.string();
+  return s.size() <= 200 ? s : s.substr(0, 200) + "...";
+}
+
+std::string at_mark(const std::string& file, const YAML::Mark& m) {
+  return m.is_null() ? file : file + ":" + std::to_string(m.line + 1) + ":" + std::to_string(m.column + 1);
+}
+
+// Bounded read of a recipe: a regular file (a FIFO would block, /dev/zero never end), of
+// plausible size, holding text.
+std::string read_recipe_text(const fs::path& file) {
+  struct stat st {};
+  if (::stat(file.c_str(), &st) != 0) {
+    if (errno == ENOENT || errno == ENOTDIR) throw ConfigError({shown(file) + ": file not found"});
+    throw ConfigError({shown(file) + ": cannot read: " + std::strerror(errno)});
+  }
+  if (!S_ISREG(st.st_mode))
+    throw ConfigError({shown(file) + ": not a regular file (a folder, FIFO or device); expected a YAML recipe"});
+  if (st.st_size > kMaxRecipeBytes)
+    throw ConfigError({fmt::format("{}: {} bytes; a recipe may hold at most {}", shown(file),
+                                   static_cast<int64_t>(st.st_size), kMaxRecipeBytes)});
+  std::ifstream f(file, std::ios::binary);
+  if (!f) throw ConfigError({shown(file) + ": cannot open"});
+  std::string text(static_cast<size_t>(kMaxRecipeBytes) + 1, '\0');
+  f.read(text.data(), static_cast<std::streamsize>(text.size()));
+  text.resize(static_cast<size_t>(f.gcount()));
+  if (static_cast<int64_t>(text.size()) > kMaxRecipeBytes)
+    throw ConfigError({shown(file) + ": grew past the recipe size limit while being read"});
+  if (text.find('\0') != std::string::npos)
+    throw ConfigError({shown(file) + ": holds NUL bytes: a binary file, not a YAML recipe"});
+  return text;
+}
+
+// Structural rules yaml-cpp does not enforce: bounded size after alias expansion, bounded
+// depth, scalar keys, no duplicate keys (yaml-cpp keeps both and lookups see the first).
+void check_tree(const YAML::Node& n, const std::string& file, const std::string& path,
+                int64_t& budget, int depth) {
+  if (--budget < 0)
+    throw ConfigError({fmt::format("{}: expands to more than {} YAML nodes (aliases nested in "
+                                   "aliases?); refusing to load it", file, kMaxNodes)});
+  if (depth > kMaxDepth)
+    throw ConfigError({fmt::format("{}: {}: nested deeper than {} levels", at_mark(file, n.Mark()),
+                                   path.empty() ? "<root>" : path, kMaxDepth)});
+  if (n.IsMap()) {
+    std::map<std::string, YAML::Mark> seen;
+    for (auto it = n.begin(); it != n.end(); ++it) {
+      if (!it->first.IsScalar())
+        throw ConfigError({fmt::format("{}: {}: keys must be plain names, not lists or mappings",
+                                       at_mark(file, it->first.Mark()), path.empty() ? "<root>" : path)});
+      const std::string key = it->first.Scalar();
+      const std::string child = join_path(path, key);
+      auto [prev, fresh] = seen.emplace(key, it->first.Mark());
+      if (!fresh)
+        throw ConfigError({fmt::format("{}: {}: duplicate key (first set at line {})",
+                                       at_mark(file, it->first.Mark()), child, prev->second.line + 1)});
+      check_tree(it->second, file, child, budget, depth + 1);
+    }
+  } else if (n.IsSequence()) {
+    for (size_t i = 0; i < n.size(); ++i)
+      check_tree(n[i], file, fmt::format("{}[{}]", path, i), budget, depth + 1);
   }
 }
 
+YAML::Node load_checked(const std::string& text, const std::string& file) {
+  YAML::Node n;
+  try {
+    n = YAML::Load(text);
+  } catch (const YAML::Exception& e) {
+    throw ConfigError({at_mark(file, e.mark) + ": invalid YAML: " + e.msg});
+  }
+  int64_t budget = kMaxNodes;
+  check_tree(n, file, "", budget, 0);
+  return n;
+}
+
+YAML::Node parse_file(const fs::path& file) {
+  YAML::Node n = load_checked(read_recipe_text(file), shown(file));
+  if (n.IsNull()) return YAML::Node(YAML::NodeType::Map);
+  if (!n.IsMap()) throw ConfigError({shown(file) + ":1:1: expected a mapping at the top level"});
+  return n;
+}
+
+// Exists as anything, without throwing on hostile names (ENAMETOOLONG and the like).
+bool path_exists(const fs::path& p) {
+  struct stat st {};
+  return ::stat(p.c_str(), &st) == 0;
+}
+
 void load_into(const fs::path& file, YamlSource& out, std::set<std::string>& stack) {
-  const std::string key = fs::weakly_canonical(file).string();
-  if (stack.count(key)) throw ConfigError({file.string() + ": `extends:` cycle"});
+  YAML::Node doc = parse_file(file);  // first: it refuses folders, FIFOs and the like
+  std::error_code ec;
+  const std::string key = fs::weakly_canonical(file, ec).string();
+  if (stack.count(key) || stack.size() > 64)
+    throw ConfigError({shown(file) + ": `extends:` cycle or chain deeper than 64 files"});
   stack.insert(key);
-  YAML::Node doc = parse_file(file);
   if (YAML::Node ext = doc["extends"]) {
+    const std::string where = at_mark(shown(file), ext.Mark());
     std::vector<std::string> parents;
-    if (ext.IsScalar()) parents.push_back(ext.as<std::string>());
-    else if (ext.IsSequence()) for (const auto& e : ext) parents.push_back(e.as<std::string>());
-    else throw ConfigError({file.string() + ":" + std::to_string(ext.Mark().line + 1) +
-                            ": extends: expected a file name or a list of them"});
+    auto add = [&](const YAML::Node& e) {
+      if (!e.IsScalar() || e.Scalar().empty() || e.Scalar().size() > 1024)
+        throw ConfigError({where + ": extends: expected file names (at most 1024 bytes each)"});
+      parents.push_back(e.Scalar());
+    };
+    if (ext.IsScalar()) add(ext);
+    else if (ext.IsSequence()) for (const auto& e : ext) add(e);
+    else throw ConfigError({where + ": extends: expected a file name or a list of them"});
     for (const auto& parent : parents) {
       fs::path candidate = file.parent_path() / parent;
-      if (!fs::exists(candidate)) {
+      if (!path_exists(candidate)) {
         fs::path configs = find_configs_dir(file.parent_path());
-        if (!configs.empty() && fs::exists(configs / parent)) candidate = configs / parent;
-        else if (!configs.empty() && fs::exists(configs / (parent + ".yaml")))
+        if (!configs.empty() && path_exists(configs / parent)) candidate = configs / parent;
+        else if (!configs.empty() && path_exists(configs / (parent + ".yaml")))
           candidate = configs / (parent + ".yaml");
         else
-          throw ConfigError({file.string() + ":" + std::to_string(ext.Mark().line + 1) +
-                             ": extends: cannot find '" + parent + "' next to the file or in " +
+          throw ConfigError({where + ": extends: cannot find '" + shown(parent) +
+                             "' next to the file or in " +
                              (configs.empty() ? std::string("configs/") : configs.string())});
       }
       load_into(candidate, out, stack);
     }
     doc.remove("extends");
   }
-  merge_into(out.root, doc, "", file.string(), out.origin);
+  merge_into(out.root, doc, "", shown(file), out.origin);
   stack.erase(key);
 }
 
@@ -108,18 +202,14 @@ void apply_override(YamlSource& src, const std::string& assignment) {
   if (eq == std::string::npos || eq == 0)
     throw ConfigError({"--set " + assignment + ": expected key.path=value"});
   const std::string path = assignment.substr(0, eq);
-  YAML::Node value;
-  try {
-    value = YAML::Load(assignment.substr(eq + 1));
-  } catch (const YAML::Exception& e) {
-    throw ConfigError({"--set " + assignment + ": value is not valid YAML: " + e.msg});
-  }
+  const YAML::Node value = load_checked(assignment.substr(eq + 1), "--set " + path);
   // Build {a: {b: {c: value}}} from the inside out. (Assigning one YAML::Node handle to another
   // overwrites the referenced node, so no handle is ever reassigned here.)
   std::vector<std::string> parts;
   for (size_t start = 0;;) {
     size_t dot = path.find('.', start);
     parts.push_back(path.substr(start, dot - start));
+    if (parts.back().empty()) throw ConfigError({"--set " + assignment + ": empty key in '" + path + "'"});
     if (dot == std::string::npos) break;
     start = dot + 1;
   }
@@ -159,11 +249,7 @@ YamlSource load_recipe(const std::string& path, const std::vector<std::string>& 
 YamlSource load_yaml_text(const std::string& text, const std::string& name) {
   YamlSource src;
   src.recipe_path = name;
-  try {
-    src.root = YAML::Load(text);
-  } catch (const YAML::Exception& e) {
-    throw ConfigError({name + ":" + std::to_string(e.mark.line + 1) + ": invalid YAML: " + e.msg});
-  }
+  src.root = load_checked(text, name);
   if (src.root.IsNull()) src.root = YAML::Node(YAML::NodeType::Map);
   return src;
 }

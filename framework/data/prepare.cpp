@@ -7,6 +7,7 @@
 #include <stdexcept>
 
 #include "framework/data/shards.h"
+#include "framework/util/atomic_file.h"
 
 namespace fs = std::filesystem;
 
@@ -86,11 +87,22 @@ class ShardSink {
 
 }  // namespace
 
+bool is_prepared_shard_folder(const std::string& dir) {
+  return fs::is_regular_file(fs::path(dir) / kShardMarker);
+}
+
 PrepareStats prepare_shards(const std::vector<std::string>& inputs, const Tokenizer& tok,
                             const std::string& out_dir, double val_fraction, uint64_t seed,
                             int64_t shard_tokens) {
   PrepareStats stats;
+  if (fs::exists(out_dir) && !(fs::is_directory(out_dir) && fs::is_empty(out_dir)) &&
+      !is_prepared_shard_folder(out_dir))
+    throw std::runtime_error(out_dir + ": exists and was not written by `attnlab data prepare` (no " +
+                             kShardMarker + " marker); choose a new output folder");
   fs::create_directories(out_dir);
+  // The marker goes first: a folder we started is ours to replace even if we die half way.
+  write_file_atomic((fs::path(out_dir) / kShardMarker).string(),
+                    "token shards written by attnlab data prepare; attnlab may replace this folder\n");
   ShardSink train(out_dir, "train", shard_tokens), val(out_dir, "val", shard_tokens);
   for (const auto& file : collect_files(inputs)) {
     std::ifstream f(file, std::ios::binary);

@@ -11,11 +11,17 @@
 
 namespace attnlab {
 
+/// A file that marks a folder as written by prepare_shards, so that attnlab may replace it later
+/// (a folder without it is never deleted or overwritten; docs/data.md).
+constexpr const char* kShardMarker = ".attnlab-shards";
+bool is_prepared_shard_folder(const std::string& dir);
+
 struct PrepareStats {
   int64_t documents = 0, train_tokens = 0, val_tokens = 0, files = 0;
 };
 
 /// `inputs`: files or folders (walked recursively; binary files and *.dat indexes skipped).
+/// `out_dir` must be absent, empty or an earlier output of this function (else it throws).
 PrepareStats prepare_shards(const std::vector<std::string>& inputs, const Tokenizer& tok,
                             const std::string& out_dir, double val_fraction, uint64_t seed = 0,
                             int64_t shard_tokens = 100'000'000);

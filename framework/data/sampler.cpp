@@ -12,12 +12,13 @@ BatchSampler::BatchSampler(std::shared_ptr<const TokenStream> stream, int64_t se
     : stream_(std::move(stream)), seq_len_(seq_len), seed_(seed), rank_(rank), world_(world) {
   windows_ = (stream_->size() - 1) / seq_len_;
   if (windows_ < 1)
-    throw std::runtime_error("data: " + std::to_string(stream_->size()) +
-                             " tokens are fewer than one window of seq_len+1 = " +
-                             std::to_string(seq_len_ + 1));
+    throw std::runtime_error(stream_->name() + ": " + std::to_string(stream_->size()) +
+                             " tokens are fewer than one window of data.seq_len+1 = " +
+                             std::to_string(seq_len_ + 1) + " tokens");
 }
 
 int64_t BatchSampler::window_of(int64_t g) {
+  if (g < 0) throw std::out_of_range("data sampler: negative sample index " + std::to_string(g));
   const int64_t epoch = g / windows_;
   if (epoch != perm_epoch_) {
     // Our own Fisher-Yates over mt19937_64 (whose output the standard fixes), not

@@ -74,7 +74,8 @@ Shard::~Shard() {
   if (map_ && map_ != MAP_FAILED) ::munmap(map_, map_size_);
 }
 
-TokenStream::TokenStream(const std::string& dir, const std::string& split) {
+TokenStream::TokenStream(const std::string& dir, const std::string& split)
+    : name_(dir + "/" + split + "_*.bin") {
   std::vector<std::string> files;
   if (fs::is_directory(dir))
     for (const auto& e : fs::directory_iterator(dir)) {

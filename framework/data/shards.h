@@ -43,6 +43,8 @@ class TokenStream {
  public:
   TokenStream(const std::string& dir, const std::string& split);
   int64_t size() const { return total_; }
+  /// "<dir>/<split>_*.bin", for messages.
+  const std::string& name() const { return name_; }
   /// Copies tokens [start, start + n) into out (int64).
   void read(int64_t start, int64_t n, int64_t* out) const;
   int64_t max_token() const;
@@ -51,6 +53,7 @@ class TokenStream {
   std::vector<std::unique_ptr<Shard>> shards_;
   std::vector<int64_t> offsets_;  // first global index of each shard
   int64_t total_ = 0;
+  std::string name_;
 };
 
 }  // namespace attnlab

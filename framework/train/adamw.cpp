@@ -1,5 +1,7 @@
 #include "framework/train/adamw.h"
 
+#include "framework/checkpoint/tensor_copy.h"
+
 #include <ATen/ops/zeros_like.h>
 
 #include <cmath>
@@ -50,20 +52,9 @@ NamedTensors AdamW::state() const {
   return out;
 }
 
-void AdamW::load_state(const std::map<std::string, at::Tensor>& tensors, int64_t steps) {
-  at::NoGradGuard no_grad;
-  for (auto& s : slots_) {
-    for (auto [prefix, dst] : {std::pair{"exp_avg.", &s.exp_avg}, {"exp_avg_sq.", &s.exp_avg_sq}}) {
-      auto it = tensors.find(prefix + s.name);
-      if (it == tensors.end())
-        throw std::runtime_error("optimizer state lacks " + std::string(prefix) + s.name);
-      if (it->second.sizes() != dst->sizes())
-        throw std::runtime_error("optimizer state " + std::string(prefix) + s.name + " has shape " +
-                                 c10::str(it->second.sizes()) + ", expected " +
-                                 c10::str(dst->sizes()));
-      dst->copy_(it->second);
-    }
-  }
+void AdamW::load_state(const std::map<std::string, at::Tensor>& tensors, int64_t steps,
+                       const std::string& origin) {
+  copy_tensors_exact(state(), tensors, origin);
   steps_ = steps;
 }
 

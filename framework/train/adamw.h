@@ -22,7 +22,10 @@ class AdamW {
   void zero_grad();
   /// exp_avg.<param> and exp_avg_sq.<param> for every parameter.
   NamedTensors state() const;
-  void load_state(const std::map<std::string, at::Tensor>& tensors, int64_t steps);
+  /// Restores the moments from `tensors` (exactly the names, shapes and dtypes of state();
+  /// `origin` names the file in errors) and the applied-step count.
+  void load_state(const std::map<std::string, at::Tensor>& tensors, int64_t steps,
+                  const std::string& origin);
   int64_t steps() const { return steps_; }
   bool decays(const std::string& name) const;
 

@@ -7,7 +7,9 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <thread>
 
+#include "framework/checkpoint/tensor_copy.h"
 #include "framework/util/atomic_file.h"
 
 #include "framework/data/prepare.h"
@@ -24,25 +26,50 @@ c10::Device resolve_device(const TrainConfig& cfg) {
                                                                   : c10::Device(c10::kCPU);
 }
 
+void check_thread_count(const TrainConfig& cfg) {
+  const auto cores = static_cast<int64_t>(std::thread::hardware_concurrency());
+  if (cores > 0 && cfg.threads > cores)
+    throw ConfigError({fmt::format("config: train.threads ({}) exceeds the {} cores of this machine; "
+                                   "use 0 for all of them", cfg.threads, cores)});
+}
+
 std::unique_ptr<Tokenizer> make_tokenizer(const DataConfig& cfg) {
   return make_tokenizer(cfg.tokenizer, cfg.tokenizer_path);
 }
 
+namespace {
+bool holds_train_shards(const std::string& dir) {
+  if (!fs::is_directory(dir)) return false;
+  for (const auto& e : fs::directory_iterator(dir))
+    if (e.path().filename().string().rfind("train_", 0) == 0) return true;
+  return false;
+}
+
+// data.dir may be replaced only when it is absent, an empty folder, or one we prepared (its
+// marker file says so); anything else is a user's folder and is never deleted (docs/data.md).
+void check_replaceable(const std::string& dir) {
+  if (!fs::exists(dir) || is_prepared_shard_folder(dir)) return;
+  if (fs::is_directory(dir) && fs::is_empty(dir)) return;
+  throw ConfigError({fmt::format(
+      "config: data.dir '{}' exists but holds no train_*.bin shards and was not prepared by "
+      "attnlab (no {} marker); refusing to replace it. Point data.dir at a new folder, or at a "
+      "folder of llm.c-format shards",
+      dir, kShardMarker)});
+}
+}  // namespace
+
 std::shared_ptr<const TokenStream> open_split(const RunConfig& cfg, const std::string& split) {
   const DataConfig& d = cfg.data;
-  const bool has_shards = fs::is_directory(d.dir) && [&] {
-    for (const auto& e : fs::directory_iterator(d.dir))
-      if (e.path().filename().string().rfind("train_", 0) == 0) return true;
-    return false;
-  }();
-  if (!has_shards && !d.prepare_from.empty()) {
+  if (!holds_train_shards(d.dir) && !d.prepare_from.empty()) {
+    check_replaceable(d.dir);
     auto tok = make_tokenizer(d);
     const std::string tmp = d.dir + ".tmp." + std::to_string(::getpid());
     remove_tree(tmp);
     auto stats = prepare_shards({d.prepare_from}, *tok, tmp, d.val_fraction,
                                 static_cast<uint64_t>(cfg.run.seed));
     if (fs::path(d.dir).has_parent_path()) fs::create_directories(fs::path(d.dir).parent_path());
-    remove_tree(d.dir);
+    check_replaceable(d.dir);  // again: it may have appeared while we were tokenizing
+    if (fs::exists(d.dir)) remove_tree(d.dir);  // absent, empty or ours (checked just above)
     fs::rename(tmp, d.dir);
     fmt::print("data: prepared {} documents from {} files of {}: {} train / {} val tokens in {}\n",
                stats.documents, stats.files, d.prepare_from, stats.train_tokens, stats.val_tokens,
@@ -70,15 +97,7 @@ NamedTensors named_parameters(const LanguageModel& model) {
 }
 
 void load_weights(LanguageModel& model, const SafetensorsFile& file, const std::string& origin) {
-  at::NoGradGuard no_grad;
-  for (auto& [name, p] : named_parameters(model)) {
-    auto it = file.tensors.find(name);
-    if (it == file.tensors.end()) throw std::runtime_error(origin + ": missing tensor " + name);
-    if (it->second.sizes() != p.sizes())
-      throw std::runtime_error(fmt::format("{}: tensor {} has shape {}, the model expects {}", origin,
-                                           name, c10::str(it->second.sizes()), c10::str(p.sizes())));
-    p.copy_(it->second);
-  }
+  copy_tensors_exact(named_parameters(model), file.tensors, origin);
 }
 
 }  // namespace attnlab

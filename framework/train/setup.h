@@ -15,6 +15,8 @@
 namespace attnlab {
 
 c10::Device resolve_device(const TrainConfig& cfg);
+/// train.threads must not exceed this machine's cores (oversubscription only slows a run down).
+void check_thread_count(const TrainConfig& cfg);
 std::unique_ptr<Tokenizer> make_tokenizer(const DataConfig& cfg);
 /// Ensures data.dir holds shards (tokenizing data.prepare_from into it if it is empty) and
 /// opens one split. Preparation writes to a temp folder and renames, so it is never half done.
@@ -22,7 +24,7 @@ std::shared_ptr<const TokenStream> open_split(const RunConfig& cfg, const std::s
 /// Builds the model with weights drawn from run.seed.
 LanguageModel build_model(const RunConfig& cfg, c10::Device device);
 NamedTensors named_parameters(const LanguageModel& model);
-/// Copies weights by name; every parameter must be present with the same shape.
+/// Copies weights by name: exactly the model's tensor set, shapes and dtypes (tensor_copy.h).
 void load_weights(LanguageModel& model, const SafetensorsFile& file, const std::string& origin);
 
 }  // namespace attnlab

@@ -13,6 +13,7 @@
 #include "framework/log/metrics.h"
 #include "framework/model/language_model.h"
 #include "framework/train/adamw.h"
+#include "framework/util/run_lock.h"
 
 namespace attnlab {
 
@@ -49,7 +50,9 @@ class Trainer {
 
  private:
   void prepare_run_dir();
-  void resume_from_latest();
+  void resume_from_newest();
+  /// Console output; a failed write (closed pipe) becomes a stop request.
+  void say(const std::string& text);
   bool should_log(int64_t step) const;
   bool should_eval(int64_t step) const;
   bool should_save(int64_t step) const;
@@ -61,16 +64,17 @@ class Trainer {
   c10::Device device_;
   LanguageModel model_{nullptr};
   std::unique_ptr<AdamW> optimizer_;
-  std::unique_ptr<BatchSampler> train_data_;
-  std::shared_ptr<const TokenStream> val_stream_;
+  std::unique_ptr<BatchSampler> train_data_, val_data_;
+  std::unique_ptr<RunLock> lock_;
   std::unique_ptr<MetricsSink> metrics_;
   int64_t step_ = 0, skipped_steps_ = 0;
+  int64_t saved_step_ = -1;  ///< the step of the newest complete checkpoint of this process
   std::vector<double> losses_;
   double flops_per_token_ = 0, peak_flops_ = 0;
   int64_t tokens_per_step_ = 0;
 };
 
-/// Installs SIGINT/SIGTERM handlers that set Trainer::stop_requested.
+/// Installs SIGINT/SIGTERM handlers that set Trainer::stop_requested, and ignores SIGPIPE.
 void install_stop_handlers();
 
 }  // namespace attnlab

@@ -66,9 +66,15 @@ expect_text "generate continues the prompt" "$W/out" "^the cat"
 "$BIN" config show "$W/runs/default" >"$W/out" 2>&1; check "config show run" 0 $?
 expect_text "config show" "$W/out" "seq_len: 32"
 
-printf 'garbage' >"$W/runs/default/checkpoints/$(cat "$W/runs/default/checkpoints/latest")/model.safetensors"
-"$BIN" eval "$W/runs/default" >"$W/out" 2>&1; check "corrupt checkpoint is a runtime error" 1 $?
-expect_text "corrupt checkpoint message" "$W/out" "malformed safetensors"
+newest="$W/runs/default/checkpoints/$(cat "$W/runs/default/checkpoints/latest")"
+printf 'garbage' >"$newest/model.safetensors"
+"$BIN" eval "$W/runs/default" >"$W/out" 2>&1; check "eval falls back to the older verified checkpoint" 0 $?
+expect_text "fallback is announced" "$W/out" "warning: skipping $newest/model.safetensors: 7 bytes, state.json records"
+"$BIN" eval "$W/runs/default" --checkpoint "$newest" >"$W/out" 2>&1; check "corrupt checkpoint is a runtime error" 1 $?
+expect_text "corrupt checkpoint message" "$W/out" "$newest/model.safetensors: 7 bytes"
+for d in "$W/runs/default/checkpoints"/step-*; do printf 'x' >>"$d/optimizer.safetensors"; done
+"$BIN" eval "$W/runs/default" >"$W/out" 2>&1; check "no verified checkpoint is a runtime error" 1 $?
+expect_text "no verified checkpoint message" "$W/out" "no checkpoint verifies"
 
 "$BIN" data prepare --input "$W/corpus.txt" --out "$W/shards" >"$W/out" 2>&1; check "data prepare" 0 $?
 ls "$W/shards"/train_000000.bin "$W/shards"/val_000000.bin >/dev/null; check "shards written" 0 $?

@@ -1,6 +1,9 @@
 // Recipes: extends + overrides + typed parsing, and errors that name file, line:col, path.
 #include <gtest/gtest.h>
 
+#include <sys/stat.h>
+
+#include <filesystem>
 #include <fstream>
 
 #include "framework/config/run_config.h"
@@ -79,11 +82,78 @@ TEST(Config, OverrideErrorsNameTheOverride) {
 }
 
 TEST(Config, SwappingMixerTypeDropsTheOldOptions) {
+  // gla's options must not leak into the softmax that replaces it: merged, gate_rank would be
+  // an unknown key for softmax and heads would stay 2 instead of softmax's default.
   const std::string d = testing::temp_dir("cfg");
-  write(d + "/base.yaml", "model:\n  mixer: {type: softmax, heads: 2}\n");
-  write(d + "/r.yaml", "extends: base.yaml\nmodel:\n  pattern: [softmax, {type: softmax, heads: 8}]\n");
+  write(d + "/base.yaml", "model:\n  mixer: {type: gla, heads: 2, gate_rank: 8}\n");
+  write(d + "/r.yaml", "extends: base.yaml\nmodel:\n  mixer: {type: softmax}\n");
   RunConfig c = load_run_config(d + "/r.yaml", {});
-  ASSERT_EQ(c.model.pattern.size(), 2u);
+  ASSERT_EQ(c.model.pattern.size(), 1u);
+  EXPECT_EQ(c.model.pattern[0].type, "softmax");
+  RunConfig fresh = load_run_config(d + "/base.yaml", {"model.mixer={type: softmax}"});
+  EXPECT_EQ(c.to_yaml(), fresh.to_yaml()) << "the swapped mixer is not softmax with its defaults";
+  // Same type: options merge as usual.
+  write(d + "/same.yaml", "extends: base.yaml\nmodel:\n  mixer: {type: gla, heads: 4}\n");
+  EXPECT_NE(load_run_config(d + "/same.yaml", {}).to_yaml().find("gate_rank: 8"), std::string::npos);
+}
+
+TEST(Config, ARecipeMustNameWhatItTrains) {
+  const std::string d = testing::temp_dir("cfg");
+  write(d + "/empty.yaml", "");
+  const std::string e = errors_of(d + "/empty.yaml");
+  EXPECT_NE(e.find("empty.yaml: model: the recipe names no mixer: set model.mixer (one of: "), std::string::npos) << e;
+  EXPECT_NE(errors_of("/dev/null").find("/dev/null: not a regular file"), std::string::npos);
+}
+
+TEST(Config, RunNameMustBeAPlainFolderName) {
+  const std::string d = testing::temp_dir("cfg");
+  write(d + "/r.yaml", "model: {mixer: softmax}\n");
+  for (const std::string bad : {"..", ".", "a/b", "''", "/etc"})
+    EXPECT_NE(errors_of(d + "/r.yaml", {"run.name=" + bad}).find("must be a plain folder name"), std::string::npos)
+        << bad;
+  EXPECT_EQ(errors_of(d + "/r.yaml", {"run.name=my-run.2"}), "");
+}
+
+TEST(Config, AliasExpansionIsBounded) {
+  // Each level doubles: 2^40 nodes when expanded, a few hundred bytes of text.
+  std::string text = "a0: &a0 [x, x]\n";
+  for (int i = 1; i <= 40; ++i)
+    text += "a" + std::to_string(i) + ": &a" + std::to_string(i) + " [*a" + std::to_string(i - 1) +
+            ", *a" + std::to_string(i - 1) + "]\n";
+  const std::string d = testing::temp_dir("cfg");
+  write(d + "/bomb.yaml", text);
+  EXPECT_NE(errors_of(d + "/bomb.yaml").find("expands to more than 100000 YAML nodes"), std::string::npos);
+  // Ordinary anchors still work.
+  write(d + "/ok.yaml", "model: {mixer: softmax, dim: &w 64}\neval: {batches: *w}\n");
+  EXPECT_EQ(load_run_config(d + "/ok.yaml", {}).eval.batches, 64);
+}
+
+TEST(Config, DuplicateKeysAreErrorsWithBothLines) {
+  const std::string d = testing::temp_dir("cfg");
+  write(d + "/r.yaml", "model: {mixer: softmax}\ntrain:\n  steps: 5\n  steps: 50\n");
+  const std::string e = errors_of(d + "/r.yaml");
+  EXPECT_NE(e.find("r.yaml:4:3: train.steps: duplicate key (first set at line 3)"), std::string::npos) << e;
+  EXPECT_NE(errors_of(d + "/r.yaml", {"train={a: 1, a: 2}"}).find("duplicate key"), std::string::npos);
+}
+
+TEST(Config, ExtendsRefusesFoldersFifosDevicesBinariesAndHugeNames) {
+  const std::string d = testing::temp_dir("cfg");
+  ASSERT_EQ(::mkfifo((d + "/pipe.yaml").c_str(), 0644), 0);
+  std::ofstream(d + "/bin.yaml", std::ios::binary) << std::string("model:\0\x01\x02", 9);
+  std::filesystem::create_directories(d + "/folder.yaml");
+  const std::string huge(5000, 'x');
+  struct Case { std::string target, expect; };
+  for (const Case& c : {Case{"folder.yaml", "not a regular file"}, Case{"pipe.yaml", "not a regular file"},
+                        Case{"/dev/zero", "not a regular file"}, Case{"bin.yaml", "holds NUL bytes"},
+                        Case{huge, "at most 1024 bytes"}, Case{"[[a], b]", "expected file names"},
+                        Case{"{a: 1}", "expected a file name or a list"}}) {
+    write(d + "/r.yaml", "extends: " + c.target + "\n");
+    const std::string e = errors_of(d + "/r.yaml");
+    EXPECT_NE(e.find(c.expect), std::string::npos) << c.target.substr(0, 40) << ": " << e;
+    EXPECT_LT(e.size(), 1000u) << "the message repeats a huge name";
+  }
+  write(d + "/big.yaml", "# " + std::string(2 << 20, 'x') + "\n");
+  EXPECT_NE(errors_of(d + "/big.yaml").find("a recipe may hold at most"), std::string::npos);
 }
 
 TEST(Config, ResolvedYamlRoundTrips) {
@@ -98,7 +168,7 @@ TEST(Config, ResolvedYamlRoundTrips) {
 
 TEST(Config, CrossFieldRules) {
   const std::string d = testing::temp_dir("cfg");
-  write(d + "/r.yaml", "model: {max_seq_len: 16}\ndata: {seq_len: 32}\n");
+  write(d + "/r.yaml", "model: {max_seq_len: 16, mixer: softmax}\ndata: {seq_len: 32}\n");
   EXPECT_NE(errors_of(d + "/r.yaml").find("data.seq_len (32) must not exceed model.max_seq_len (16)"),
             std::string::npos);
 }

@@ -102,8 +102,10 @@ struct TinyRun {
 
 TEST(Checkpoint, AtomicLatestAndPruning) {
   TinyRun r;
-  Trainer t(r.config(), World{}, {});
-  for (int i = 0; i < 3; ++i) t.step(), t.save();
+  {
+    Trainer t(r.config(), World{}, {});
+    for (int i = 0; i < 3; ++i) t.step(), t.save();
+  }
   const std::string root = r.dir + "/runs/tiny/checkpoints";
   EXPECT_EQ(latest_checkpoint(r.dir + "/runs/tiny").value(), root + "/step-3");
   EXPECT_FALSE(fs::exists(root + "/step-1"));  // keep: 2

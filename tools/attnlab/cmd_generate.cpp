@@ -7,7 +7,10 @@
 #include <ATen/Context.h>
 #include <fmt/format.h>
 
+#include <cmath>
+
 #include "framework/checkpoint/checkpoint.h"
+#include "framework/log/console.h"
 #include "framework/train/setup.h"
 #include "tools/attnlab/commands.h"
 
@@ -25,13 +28,23 @@ void add_generate(CLI::App& app, Action& action) {
   cmd->add_option("--checkpoint", a->ckpt, "a specific checkpoint folder");
   cmd->add_option("--prompt", a->prompt, "text to continue");
   cmd->add_option("--tokens", a->tokens, "tokens to generate")->check(CLI::PositiveNumber);
-  cmd->add_option("--temperature", a->temperature, "0 = greedy")->check(CLI::NonNegativeNumber);
-  cmd->add_option("--top-k", a->top_k, "sample from the k most likely tokens (0 = all)");
-  cmd->add_option("--seed", a->seed, "sampling seed");
+  // CLI::Range lets NaN through (every comparison with NaN is false), so test finiteness.
+  const CLI::Validator finite_temperature(
+      [](std::string& text) -> std::string {
+        double t = 0;
+        if (!CLI::detail::lexical_cast(text, t) || !std::isfinite(t) || t < 0 || t > 1e4)
+          return "--temperature must be a finite number in [0, 1e4], got " + text;
+        return "";
+      },
+      "FLOAT in [0, 1e4]");
+  cmd->add_option("--temperature", a->temperature, "0 = greedy")->check(finite_temperature);
+  cmd->add_option("--top-k", a->top_k, "sample from the k most likely tokens (0 = all)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--seed", a->seed, "sampling seed")->check(CLI::NonNegativeNumber);
   cmd->callback([a, &action] {
     action = [a] {
       RunConfig cfg = load_config_or_run(a->run, {});
-      Checkpoint ck = load_checkpoint(a->ckpt.empty() ? a->run : a->ckpt);
+      Checkpoint ck = load_checkpoint_verbose(a->ckpt.empty() ? a->run : a->ckpt);
       const c10::Device device = resolve_device(cfg.train);
       LanguageModel model = build_model(cfg, device);
       load_weights(model, ck.model, ck.dir);
@@ -40,10 +53,12 @@ void add_generate(CLI::App& app, Action& action) {
       auto tok = make_tokenizer(cfg.data);
       std::vector<int32_t> ids = tok->encode(a->prompt);
       if (ids.empty()) ids.push_back(tok->eot_id());
-      const int64_t total = static_cast<int64_t>(ids.size()) + a->tokens;
-      if (total > cfg.model.max_seq_len)
-        throw std::runtime_error(fmt::format("prompt + tokens = {} exceeds model.max_seq_len {}",
-                                             total, cfg.model.max_seq_len));
+      const auto prompt_len = static_cast<int64_t>(ids.size());
+      if (a->tokens > cfg.model.max_seq_len - prompt_len)  // no overflow for --tokens near INT64_MAX
+        throw ConfigError({fmt::format("--tokens {}: the prompt's {} tokens plus --tokens exceed "
+                                       "model.max_seq_len {}",
+                                       a->tokens, prompt_len, cfg.model.max_seq_len)});
+      const int64_t total = prompt_len + a->tokens;
       at::manual_seed(static_cast<uint64_t>(a->seed));
       ModelState state = model->init_state(1, total);
       at::Tensor logits;
@@ -51,7 +66,7 @@ void add_generate(CLI::App& app, Action& action) {
         logits = model->step(at::tensor({static_cast<int64_t>(id)}, at::kLong).to(device), state);
       };
       for (int32_t id : ids) feed(id);
-      fmt::print("{}", a->prompt);
+      if (!console_write(stdout, a->prompt)) return 0;
       for (int64_t i = 0; i < a->tokens; ++i) {
         at::Tensor l = logits[0].to(at::kFloat).narrow(0, 0, tok->vocab_size());  // [V]
         int64_t next;
@@ -65,8 +80,7 @@ void add_generate(CLI::App& app, Action& action) {
           }
           next = at::multinomial(at::softmax(l, 0), 1).item<int64_t>();
         }
-        fmt::print("{}", tok->decode({static_cast<int32_t>(next)}));
-        std::fflush(stdout);
+        if (!console_write(stdout, tok->decode({static_cast<int32_t>(next)}))) return 0;  // reader gone
         feed(static_cast<int32_t>(next));
       }
       fmt::print("\n");

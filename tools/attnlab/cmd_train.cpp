@@ -17,6 +17,13 @@ RunConfig load_config_or_run(const std::string& path, const std::vector<std::str
   return load_run_config(path, overrides);
 }
 
+Checkpoint load_checkpoint_verbose(const std::string& path) {
+  std::vector<std::string> rejected;
+  Checkpoint ck = load_checkpoint(path, &rejected);
+  for (const auto& why : rejected) fmt::print(stderr, "warning: skipping {}\n", why);
+  return ck;
+}
+
 void add_train(CLI::App& app, Action& action) {
   auto* cmd = app.add_subcommand("train", "train a model from a YAML recipe");
   auto recipe = std::make_shared<std::string>();
@@ -46,7 +53,7 @@ void add_eval(CLI::App& app, Action& action) {
   cmd->callback([=, &action] {
     action = [=] {
       RunConfig cfg = load_config_or_run(*run, *sets);
-      Checkpoint ck = load_checkpoint(ckpt->empty() ? *run : *ckpt);
+      Checkpoint ck = load_checkpoint_verbose(ckpt->empty() ? *run : *ckpt);
       Trainer trainer(cfg, World{}, TrainerOptions{false, false, true});
       load_weights(trainer.model(), ck.model, ck.dir);
       trainer.model()->eval();

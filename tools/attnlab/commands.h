@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "framework/checkpoint/checkpoint.h"
 #include "framework/config/run_config.h"
 
 namespace attnlab::cli {
@@ -22,6 +23,9 @@ void add_list(CLI::App& app, Action& action);
 void add_bench(CLI::App& app, Action& action);
 /// `bench mixer`, a subcommand of `bench` (cmd_bench_mixer.cpp).
 void add_bench_mixer(CLI::App& bench, Action& action);
+
+/// load_checkpoint(), printing a warning for each newer checkpoint that failed verification.
+Checkpoint load_checkpoint_verbose(const std::string& path);
 
 /// A recipe file, or a run folder (then its saved config.yaml), plus --set overrides.
 RunConfig load_config_or_run(const std::string& path, const std::vector<std::string>& overrides);

@@ -3,9 +3,11 @@
 #include <fmt/format.h>
 
 #include "framework/config/config_error.h"
+#include "framework/log/console.h"
 #include "tools/attnlab/commands.h"
 
 int main(int argc, char** argv) {
+  attnlab::ignore_sigpipe();  // a closed stdout is an error to handle, not a silent death
   CLI::App app{"attnlab: train and study efficient-attention language models"};
   app.require_subcommand(1);
   attnlab::cli::Action action;

@@ -1,0 +1,37 @@
+#include "framework/util/run_lock.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <stdexcept>
+#include <string>
+
+namespace attnlab {
+
+RunLock::RunLock(const std::string& run_dir) {
+  std::filesystem::create_directories(run_dir);
+  const std::string path = run_dir + "/.lock";
+  fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd_ < 0) throw std::runtime_error(path + ": cannot open the run lock");
+  if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+    char buf[32] = {};
+    const ssize_t n = ::pread(fd_, buf, sizeof(buf) - 1, 0);
+    ::close(fd_);
+    fd_ = -1;
+    throw std::runtime_error(run_dir + ": another attnlab process" +
+                             (n > 0 ? " (pid " + std::string(buf, static_cast<size_t>(n)) + ")" : "") +
+                             " is training this run; wait for it or choose another run.name");
+  }
+  const std::string pid = std::to_string(::getpid());
+  if (::ftruncate(fd_, 0) == 0 && ::pwrite(fd_, pid.data(), pid.size(), 0) < 0) {
+    // The pid is only a hint in the error above; the lock itself is what matters.
+  }
+}
+
+RunLock::~RunLock() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+}  // namespace attnlab
