@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstring>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include "framework/util/atomic_file.h"
@@ -31,6 +32,9 @@ const char* dtype_name(at::ScalarType t) {
 }
 
 constexpr uint64_t kMaxHeader = 100ull << 20;  // the reference parser's cap
+constexpr size_t kMaxEntries = 1'000'000;     // tensors per file (real checkpoints: thousands)
+constexpr size_t kMaxRank = 64;
+constexpr int kMaxDepth = 4;  // header object > tensor entry > shape / offsets list
 
 }  // namespace
 
@@ -76,9 +80,27 @@ SafetensorsFile decode_safetensors(const std::string& bytes, const std::string& 
   std::memcpy(&n, bytes.data(), 8);
   if (n > kMaxHeader || n > bytes.size() - 8)
     throw fail("header length " + std::to_string(n) + " exceeds the file or the 100 MB cap");
+  // The parser callback rejects duplicate keys (nlohmann keeps the last one silently), nesting
+  // deeper than the format uses, and more entries than any real checkpoint has, so that the
+  // work per header is bounded before anything is allocated.
+  std::vector<std::set<std::string>> keys;  // one set per open object
+  size_t entries = 0;
+  std::string problem;
+  auto guard = [&](int depth, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
+    using E = nlohmann::json::parse_event_t;
+    if (depth > kMaxDepth) problem = "nested deeper than the format allows";
+    else if (event == E::object_start) keys.emplace_back();
+    else if (event == E::object_end && !keys.empty()) keys.pop_back();
+    else if (event == E::key && !keys.empty() && !keys.back().insert(parsed.get<std::string>()).second)
+      problem = "duplicate key '" + parsed.get<std::string>() + "'";
+    else if (event == E::key && depth == 1 && ++entries > kMaxEntries)
+      problem = "more than " + std::to_string(kMaxEntries) + " tensors";
+    if (!problem.empty()) throw fail("header: " + problem);
+    return true;
+  };
   nlohmann::json header;
   try {
-    header = nlohmann::json::parse(bytes.begin() + 8, bytes.begin() + 8 + n);
+    header = nlohmann::json::parse(bytes.begin() + 8, bytes.begin() + 8 + n, guard);
   } catch (const nlohmann::json::exception& e) {
     throw fail(std::string("header is not JSON: ") + e.what());
   }
@@ -106,26 +128,30 @@ SafetensorsFile decode_safetensors(const std::string& bytes, const std::string& 
       if (dt.get<std::string>() == d.name) found = &d;
     if (!found) throw fail("tensor '" + key + "': unsupported dtype " + dt.get<std::string>());
     std::vector<int64_t> shape;
-    uint64_t numel = 1;
-    if (!entry["shape"].is_array()) throw fail("tensor '" + key + "': shape is not a list");
+    if (!entry["shape"].is_array() || entry["shape"].size() > kMaxRank)
+      throw fail("tensor '" + key + "': shape is not a list of at most " + std::to_string(kMaxRank) + " sizes");
+    // Element count and byte span in overflow-checked arithmetic, before any allocation (a
+    // zero anywhere makes the product 0 but every size must still fit an int64).
+    uint64_t numel = 1, nbytes = 0;
+    bool overflow = false;
     for (const auto& s : entry["shape"]) {
-      if (!s.is_number_integer() || s.get<int64_t>() < 0)
+      if (!s.is_number_unsigned() || s.get<uint64_t>() > static_cast<uint64_t>(INT64_MAX))
         throw fail("tensor '" + key + "': shape entries must be non-negative integers");
-      shape.push_back(s.get<int64_t>());
-      if (shape.back() != 0 && numel > (1ull << 62) / static_cast<uint64_t>(shape.back()))
-        throw fail("tensor '" + key + "': shape overflows");
-      numel *= static_cast<uint64_t>(shape.back());
+      shape.push_back(static_cast<int64_t>(s.get<uint64_t>()));
+      overflow |= __builtin_mul_overflow(numel, s.get<uint64_t>(), &numel);
     }
+    const uint64_t elem = c10::elementSize(found->type);
+    overflow |= __builtin_mul_overflow(numel, elem, &nbytes) || nbytes > static_cast<uint64_t>(INT64_MAX);
+    if (overflow) throw fail("tensor '" + key + "': shape " + entry["shape"].dump() + " overflows");
     const auto& off = entry["data_offsets"];
     if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() ||
         !off[1].is_number_unsigned())
       throw fail("tensor '" + key + "': data_offsets must be [begin, end]");
     const uint64_t b = off[0].get<uint64_t>(), e = off[1].get<uint64_t>();
-    const uint64_t elem = c10::elementSize(found->type);
     if (b > e || e > data_size)
       throw fail("tensor '" + key + "': offsets [" + std::to_string(b) + ", " + std::to_string(e) +
                  ") outside the " + std::to_string(data_size) + "-byte buffer");
-    if (e - b != numel * elem)
+    if (e - b != nbytes)
       throw fail("tensor '" + key + "': " + std::to_string(e - b) + " bytes for " +
                  std::to_string(numel) + " elements of " + std::to_string(elem) + " bytes");
     at::Tensor t = at::empty(shape, at::TensorOptions().dtype(found->type));

@@ -1,4 +1,4 @@
-// safetensors reader/writer (build-and-formats.md §2.1): u64 header length N, N bytes of JSON
+// safetensors reader/writer (docs/formats.md, "safetensors"): u64 header length N, N bytes of JSON
 // {name: {dtype, shape, data_offsets: [begin, end]}, "__metadata__": {str: str}}, then the
 // data buffer. The writer pads the header with spaces so data starts 8-aligned and writes
 // atomically. The reader checks every offset, size, dtype and that the buffer has no holes or

@@ -33,40 +33,57 @@ void write_shard(const std::string& path, const std::vector<int32_t>& tokens) {
   write_file_atomic(path, bytes);
 }
 
+ShardHeader parse_shard_header(const unsigned char* data, size_t size, const std::string& path) {
+  auto fail = [&](const std::string& what) { return ShardError(path + ": " + what); };
+  if (size < 1024)
+    throw fail(std::to_string(size) + " bytes is shorter than the 1024-byte llm.c header");
+  int32_t header[3];
+  std::memcpy(header, data, sizeof(header));
+  ShardHeader h;
+  if (header[0] == kShardMagicU16) {
+    if (header[1] != 1) throw fail("uint16 shard version " + std::to_string(header[1]) + ", expected 1");
+  } else if (header[0] == kShardMagicU32) {
+    if (header[1] != 7) throw fail("uint32 shard version " + std::to_string(header[1]) + ", expected 7");
+    h.wide = true;
+  } else {
+    throw fail("bad magic " + std::to_string(header[0]) + " (expected 20240520 or 20240801)");
+  }
+  h.tokens = header[2];
+  const uint64_t expect = 1024 + static_cast<uint64_t>(std::max<int64_t>(h.tokens, 0)) * (h.wide ? 4 : 2);
+  if (h.tokens < 0 || expect != size)
+    throw fail("header says " + std::to_string(header[2]) + " tokens (" + std::to_string(expect) +
+               " bytes) but the file has " + std::to_string(size) + " bytes");
+  return h;
+}
+
 Shard::Shard(const std::string& path) : path_(path) {
-  int fd = ::open(path.c_str(), O_RDONLY);
-  if (fd < 0) throw std::runtime_error(path + ": cannot open token shard");
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw ShardError(path + ": cannot open token shard");
   struct stat st {};
-  ::fstat(fd, &st);
-  map_size_ = static_cast<size_t>(st.st_size);
-  if (map_size_ < 1024) {
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
     ::close(fd);
-    throw std::runtime_error(path + ": " + std::to_string(map_size_) +
-                             " bytes is shorter than the 1024-byte llm.c header");
+    throw ShardError(path + ": not a regular file");
+  }
+  map_size_ = static_cast<size_t>(st.st_size);
+  if (map_size_ < 1024) {  // also keeps mmap of an empty file from failing obscurely
+    ::close(fd);
+    throw ShardError(path + ": " + std::to_string(map_size_) + " bytes is shorter than the 1024-byte llm.c header");
   }
   map_ = ::mmap(nullptr, map_size_, PROT_READ, MAP_PRIVATE, fd, 0);
   ::close(fd);
-  if (map_ == MAP_FAILED) throw std::runtime_error(path + ": mmap failed");
-  int32_t header[3];
-  std::memcpy(header, map_, sizeof(header));
-  auto fail = [&](const std::string& what) {
-    ::munmap(map_, map_size_);
-    throw std::runtime_error(path + ": " + what);
-  };
-  if (header[0] == kShardMagicU16) {
-    if (header[1] != 1) fail("uint16 shard version " + std::to_string(header[1]) + ", expected 1");
-    wide_ = false;
-  } else if (header[0] == kShardMagicU32) {
-    if (header[1] != 7) fail("uint32 shard version " + std::to_string(header[1]) + ", expected 7");
-    wide_ = true;
-  } else {
-    fail("bad magic " + std::to_string(header[0]) + " (expected 20240520 or 20240801)");
+  if (map_ == MAP_FAILED) {
+    map_ = nullptr;
+    throw ShardError(path + ": mmap failed");
   }
-  count_ = header[2];
-  const size_t expect = 1024 + static_cast<size_t>(count_) * (wide_ ? 4 : 2);
-  if (count_ < 0 || expect != map_size_)
-    fail("header says " + std::to_string(header[2]) + " tokens (" + std::to_string(expect) +
-         " bytes) but the file has " + std::to_string(map_size_) + " bytes");
+  try {
+    const ShardHeader h = parse_shard_header(static_cast<const unsigned char*>(map_), map_size_, path);
+    count_ = h.tokens;
+    wide_ = h.wide;
+  } catch (...) {
+    ::munmap(map_, map_size_);
+    map_ = nullptr;
+    throw;
+  }
   data_ = static_cast<const unsigned char*>(map_) + 1024;
 }
 
@@ -83,7 +100,7 @@ TokenStream::TokenStream(const std::string& dir, const std::string& split)
       if (name.rfind(split + "_", 0) == 0 && e.path().extension() == ".bin")
         files.push_back(e.path().string());
     }
-  if (files.empty()) throw std::runtime_error(dir + ": no " + split + "_*.bin token shards");
+  if (files.empty()) throw ShardError(dir + ": no " + split + "_*.bin token shards");
   std::sort(files.begin(), files.end());
   for (const auto& f : files) {
     offsets_.push_back(total_);

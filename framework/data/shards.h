@@ -1,10 +1,11 @@
-// Token shards in llm.c's format (build-and-formats.md §4.2): a 1024-byte header of 256
+// Token shards in llm.c's format (docs/formats.md, "Token shards"): a 1024-byte header of 256
 // little-endian int32 (magic, version, token count), then the tokens. magic 20240520 /
 // version 1 holds uint16 tokens, 20240801 / version 7 uint32. Shards are memory-mapped; every
 // header field and the file size are checked, and a bad file is an error naming it.
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -12,6 +13,18 @@ namespace attnlab {
 
 constexpr int32_t kShardMagicU16 = 20240520;
 constexpr int32_t kShardMagicU32 = 20240801;
+
+/// Any problem with a token shard: unreadable, malformed header, size mismatch.
+class ShardError : public std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+struct ShardHeader {
+  int64_t tokens = 0;
+  bool wide = false;  ///< uint32 tokens (else uint16)
+};
+/// Validates the llm.c header against the file size; throws ShardError naming `path`.
+ShardHeader parse_shard_header(const unsigned char* data, size_t size, const std::string& path);
 
 /// Writes `tokens` atomically (temp file + rename); uint16 when every id < 65536.
 void write_shard(const std::string& path, const std::vector<int32_t>& tokens);

@@ -1,4 +1,4 @@
-// TensorBoard event files without protobuf (build-and-formats.md §3): TFRecord framing
+// TensorBoard event files without protobuf (docs/formats.md, "TensorBoard event files"): TFRecord framing
 // (u64 length, masked CRC32C of the length, payload, masked CRC32C of the payload) around
 // hand-encoded Event messages: wall_time=1 (double), step=2 (varint), file_version=3,
 // summary=5 { value=1 { tag=1, simple_value=2 (float) } }.

@@ -67,7 +67,13 @@ void LanguageModelImpl::init_weights(double std) {
   for (auto& item : named_parameters()) {
     const std::string& name = item.key();
     at::Tensor& p = item.value();
-    if (p.dim() < 2) continue;  // norms keep their ones, biases their zeros
+    if (p.dim() < 2) {
+      // Norm gains keep their ones; every bias starts at zero (torch's Linear default is
+      // uniform ±1/sqrt(fan_in), which would spread GLA's initial decays). A mixer that wants
+      // another value sets it in reset_special_parameters below.
+      if (name.size() >= 4 && name.compare(name.size() - 4, 4, "bias") == 0) p.zero_();
+      continue;
+    }
     double s = std;
     if (name.find("down_proj") != std::string::npos || name.find("o_proj") != std::string::npos)
       s = std / std::sqrt(2.0 * cfg_.layers);

@@ -84,10 +84,45 @@ TEST(Safetensors, MalformedFilesAreClearErrors) {
   EXPECT_EQ(error_of(good), "");
 }
 
+TEST(Safetensors, DuplicatesOverflowsAndDeepHeadersAreSafetensorsErrors) {
+  auto header_file = [](std::string h, size_t data_bytes) {
+    h.append((8 - h.size() % 8) % 8, ' ');
+    std::string s(8, '\0');
+    uint64_t len = h.size();
+    std::memcpy(s.data(), &len, 8);
+    return s + h + std::string(data_bytes, '\0');
+  };
+  auto error_of = [](const std::string& bytes) -> std::string {
+    try {
+      decode_safetensors(bytes, "bad.safetensors");
+    } catch (const SafetensorsError& e) {
+      return e.what();
+    }  // any other exception type escapes and fails the test
+    return "accepted";
+  };
+  EXPECT_NE(error_of(header_file(R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},)"
+                                 R"("w":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})", 8))
+                .find("duplicate key 'w'"),
+            std::string::npos);
+  EXPECT_NE(error_of(header_file(R"({"w":{"dtype":"F32","dtype":"I32","shape":[1],"data_offsets":[0,4]}})", 4))
+                .find("duplicate key 'dtype'"),
+            std::string::npos);
+  // 2^31 x 2^31 x 8 elements of 8 bytes: the byte count wraps to 0 in 64-bit arithmetic.
+  EXPECT_NE(error_of(header_file(R"({"w":{"dtype":"F64","shape":[2147483648,2147483648,8],"data_offsets":[0,0]}})", 0))
+                .find("overflows"),
+            std::string::npos);
+  EXPECT_NE(error_of(header_file(R"({"w":{"dtype":"F32","shape":[9223372036854775808],"data_offsets":[0,0]}})", 0))
+                .find("non-negative integers"),
+            std::string::npos);
+  std::string deep = R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4],"x":)" + std::string(10000, '[') +
+                     std::string(10000, ']') + "}}";
+  EXPECT_NE(error_of(header_file(deep, 4)).find("nested deeper"), std::string::npos);
+}
+
 TEST(TensorBoard, Crc32cCheckValue) { EXPECT_EQ(crc32c("123456789", 9), 0xE3069283u); }
 
 TEST(TensorBoard, GoldenRecords) {
-  // Vectors from build-and-formats.md §3.3 (computed with an independent CRC implementation).
+  // Vectors from docs/formats.md (computed with an independent CRC implementation).
   EXPECT_EQ(hex(tfrecord(event_file_version(1700000000.0))),
             "1800000000000000a37f4b22" "0900000040fc54d9411a0d627261696e2e4576656e743a32" "eced8f9d");
   EXPECT_EQ(hex(tfrecord(event_scalar(1700000000.5, 3, "loss", 2.5f))),
@@ -132,7 +167,13 @@ TEST(Shards, CorruptFilesAreRejectedWithTheirName) {
   std::string bad = bytes;
   bad[0] = 'X';
   expect_error(bad, "bad magic");
-  EXPECT_THROW(TokenStream(d, "val"), std::runtime_error);
+  expect_error(std::string(1024, '\0'), "bad magic 0");
+  std::string negative = bytes;
+  const int32_t minus_one = -1;
+  std::memcpy(negative.data() + 8, &minus_one, 4);
+  expect_error(negative, "header says -1 tokens");
+  EXPECT_THROW(Shard{d}, ShardError);  // a folder
+  EXPECT_THROW(TokenStream(d, "val"), ShardError);
 }
 
 TEST(Prepare, SplitsDocumentsDeterministically) {

@@ -15,6 +15,11 @@
 
 #include <cmath>
 
+#include <ATen/ops/exp.h>
+#include <ATen/ops/log_sigmoid.h>
+
+#include "framework/config/run_config.h"
+#include "framework/model/language_model.h"
 #include "kernels/attention/reference.h"
 #include "kernels/linear/api.h"
 #include "layers/gla/gla.h"
@@ -48,8 +53,24 @@ TEST(Gla, ParameterCountAndInitialDecayFollowThePaper) {
   for (const auto& p : m.parameters()) n += p.numel();
   const int64_t Dk = d / 2, dv = d / 4;  // expand_k 0.5, expand_v 1, 4 heads
   EXPECT_EQ(n, 4 * d * d + 16 * d + 16 * Dk + Dk + dv);
-  // Zero gate logits give α = 0.5^(1/16) ≈ 0.9576 per step (fla init, τ = 16).
-  EXPECT_NEAR(std::exp(std::log(0.5) / 16), 0.9576, 1e-4);
+}
+
+TEST(Gla, InitialDecayOfTheBuiltModelIsHalfToTheOneOverTau) {
+  // In a model built by LanguageModel (its init, not a bare module), the gate bias starts at
+  // zero and the gate weights are small, so every channel decays by ≈ 0.5^(1/16) ≈ 0.9576 per
+  // step (fla's init, τ = 16). Torch's default uniform bias init would spread the decays by
+  // ±0.007.
+  RunConfig cfg = parse_run_config(load_yaml_text("model: {dim: 64, layers: 2, mixer: gla}\n", "gla.yaml"));
+  at::manual_seed(3);
+  LanguageModel lm(cfg.model);
+  auto gla = std::dynamic_pointer_cast<Gla>(lm->layers[0]->mixer);
+  ASSERT_TRUE(gla);
+  EXPECT_EQ(gla->gate_up->bias.abs().max().item<double>(), 0.0);
+  at::NoGradGuard ng;
+  at::Tensor x = at::randn({4, 16, 64});  // unit-scale inputs, as after the pre-norm
+  at::Tensor decay = at::exp(at::log_sigmoid(gla->gate_up->forward(gla->gate_down->forward(x))) / 16);
+  const double expected = std::pow(0.5, 1.0 / 16);
+  EXPECT_LT((decay - expected).abs().max().item<double>(), 2e-3) << "mean decay " << decay.mean().item<double>();
 }
 
 TEST(Gla, GroupedKeyValueHeadsDecodeEqualsForward) {
