@@ -63,7 +63,8 @@ configure_and_build() {
     log "configuring $BUILD_DIR"
     cmake -S "$ATTNLAB_ROOT" -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release \
       -DATTNLAB_PYTHON="$ATTNLAB_ROOT/.venv/bin/python" \
-      -DCUDAToolkit_ROOT=/usr/local/cuda >/dev/null
+      -DCUDAToolkit_ROOT=/usr/local/cuda \
+      -DATTNLAB_WERROR="$([ "${CI:-}" = true ] && echo ON || echo OFF)" >/dev/null
   fi
   log "building ${*:-all}"
   cmake --build "$BUILD_DIR" --parallel "$(nproc)" ${1:+--target "$@"}

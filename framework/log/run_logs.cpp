@@ -85,8 +85,9 @@ std::vector<std::string> records(const std::string& bytes, bool& torn) {
     if (bytes.size() - pos < 16) { torn = true; break; }
     std::memcpy(&len, bytes.data() + pos, 8);
     if (len > bytes.size() - pos - 16) { torn = true; break; }
-    out.push_back(bytes.substr(pos, 12 + static_cast<size_t>(len) + 4));
-    pos += out.back().size();
+    const size_t total = 12 + static_cast<size_t>(len) + 4;
+    out.emplace_back(bytes, pos, total);
+    pos += total;
   }
   return out;
 }

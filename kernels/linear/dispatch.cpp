@@ -5,7 +5,16 @@
 #include <ATen/ops/zeros.h>
 #include <torch/autograd.h>
 
+#ifdef ATTNLAB_WITH_CUDA
+#include <ATen/cuda/CUDAContext.h>
+#endif
+
+#include <cstdio>
+#include <mutex>
+#include <set>
+
 #include "kernels/common/check.h"
+#include "kernels/linear/cuda_smem.h"
 #include "kernels/linear/chunked.h"
 #include "kernels/linear/fused.h"
 #include "kernels/linear/reference.h"
@@ -92,6 +101,24 @@ bool linear_cuda_available() {
 #endif
 }
 
+namespace {
+// Per-block shared memory a kernel may opt in to on q's device (H100: 227 KB).
+size_t cuda_smem_limit([[maybe_unused]] const at::Tensor& q) {
+#ifdef ATTNLAB_WITH_CUDA
+  return at::cuda::getDeviceProperties(q.get_device())->sharedMemPerBlockOptin;
+#else
+  return 0;
+#endif
+}
+
+void warn_once(const std::string& message) {
+  static std::mutex mu;
+  static std::set<std::string> said;
+  std::lock_guard<std::mutex> lock(mu);
+  if (said.insert(message).second) std::fprintf(stderr, "note: %s\n", message.c_str());
+}
+}  // namespace
+
 std::string resolve_linear_kernel(const at::Tensor& q, const std::string& kernel) {
   if (kernel != "auto") return kernel;
   if (!q.is_cuda()) return "fused";
@@ -128,6 +155,15 @@ LinearAttentionResult linear_attention(const at::Tensor& q, const at::Tensor& k,
                 "', expected auto | reference | recurrent | chunked | fused");
   ATTNLAB_CHECK(!q.is_cuda() || linear_cuda_available(),
                 "linear attention: kernel 'fused' on CUDA needs a build with ATTNLAB_CUDA");
+  if (q.is_cuda()) {
+    // The launchers size shared memory from dk and C; refuse before the launch fails obscurely.
+    const std::string problem = linear_cuda_smem_problem(dk, o.chunk_size, cuda_smem_limit(q));
+    if (!problem.empty() && o.kernel == "auto") {
+      warn_once(problem + "; using kernel chunked");
+      return linear_attention_chunked(q, k, v, g, s0, o.scale, o.chunk_size, o.sub_chunk);
+    }
+    ATTNLAB_CHECK(problem.empty(), "linear attention: ", problem);
+  }
   // Custom autograd Functions reject undefined tensor inputs: a missing state becomes zeros.
   at::Tensor state0 = s0.defined() ? s0
                                    : at::zeros({B, H, dk, dv}, q.options().dtype(linear_state_dtype(

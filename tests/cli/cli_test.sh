@@ -76,9 +76,40 @@ for d in "$W/runs/default/checkpoints"/step-*; do printf 'x' >>"$d/optimizer.saf
 "$BIN" eval "$W/runs/default" >"$W/out" 2>&1; check "no verified checkpoint is a runtime error" 1 $?
 expect_text "no verified checkpoint message" "$W/out" "no checkpoint verifies"
 
+# Hostile command-line values are usage errors (exit 2) naming the argument.
+"$BIN" generate "$W/runs/default" --tokens 9223372036854775807 >"$W/out" 2>&1; check "generate --tokens INT64_MAX" 2 $?
+expect_text "--tokens message" "$W/out" "exceed model.max_seq_len"
+"$BIN" generate "$W/runs/default" --temperature nan >"$W/out" 2>&1; check "generate --temperature nan" 2 $?
+expect_text "--temperature message" "$W/out" "must be a finite number"
+"$BIN" generate "$W/runs/default" --top-k -1 >"$W/out" 2>&1; check "generate --top-k -1" 2 $?
+"$BIN" train "$ROOT/recipes/default.yaml" "${SETS[@]}" --set run.name=threads --set train.threads=4096 >"$W/out" 2>&1
+check "train.threads above the cores" 2 $?
+expect_text "threads message" "$W/out" "exceeds the .* cores of this machine"
+: >"$W/empty.yaml"
+"$BIN" train "$W/empty.yaml" >"$W/out" 2>&1; check "empty recipe" 2 $?
+expect_text "empty recipe message" "$W/out" "the recipe names no mixer"
+"$BIN" config show /dev/null >"$W/out" 2>&1; check "/dev/null recipe" 2 $?
+"$BIN" config show "$W" >"$W/out" 2>&1; check "a folder without config.yaml" 2 $?
+"$BIN" train "$ROOT/recipes/default.yaml" "${SETS[@]}" --set run.name=.. --set train.steps=1 >"$W/out" 2>&1
+check "run.name=.." 2 $?
+[ ! -e "$W/config.yaml" ]; check "run.name=.. wrote nothing into the parent" 0 $?
+
+# A closed stdout (| head) stops training with a checkpoint instead of killing it by SIGPIPE.
+set +o pipefail
+"$BIN" train "$ROOT/recipes/default.yaml" "${SETS[@]}" --set run.name=piped --set train.steps=100000 | head -n 3 >/dev/null
+rc=${PIPESTATUS[0]}
+set -o pipefail
+check "train | head exits cleanly" 0 "$rc"
+[ -f "$W/runs/piped/checkpoints/latest" ]; check "train | head saved a checkpoint" 0 $?
+
 "$BIN" data prepare --input "$W/corpus.txt" --out "$W/shards" >"$W/out" 2>&1; check "data prepare" 0 $?
 ls "$W/shards"/train_000000.bin "$W/shards"/val_000000.bin >/dev/null; check "shards written" 0 $?
 "$BIN" data prepare --input "$W/missing" --out "$W/shards2" >"$W/out" 2>&1; check "data prepare missing input" 1 $?
+"$BIN" data prepare --input "$W/corpus.txt" --out "$W/runs" >"$W/out" 2>&1; check "data prepare into a foreign folder" 1 $?
+expect_text "foreign folder message" "$W/out" "was not written by .attnlab data prepare"
+"$BIN" train "$ROOT/recipes/default.yaml" "${SETS[@]}" --set run.name=wipe --set data.dir="$W/runs" >"$W/out" 2>&1
+check "data.dir naming a foreign folder" 2 $?
+[ -d "$W/runs/default/checkpoints" ]; check "the foreign folder is untouched" 0 $?
 
 echo "cli: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

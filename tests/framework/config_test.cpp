@@ -1,6 +1,7 @@
 // Recipes: extends + overrides + typed parsing, and errors that name file, line:col, path.
 #include <gtest/gtest.h>
 
+#include <fmt/format.h>
 #include <sys/stat.h>
 
 #include <filesystem>
@@ -118,8 +119,7 @@ TEST(Config, AliasExpansionIsBounded) {
   // Each level doubles: 2^40 nodes when expanded, a few hundred bytes of text.
   std::string text = "a0: &a0 [x, x]\n";
   for (int i = 1; i <= 40; ++i)
-    text += "a" + std::to_string(i) + ": &a" + std::to_string(i) + " [*a" + std::to_string(i - 1) +
-            ", *a" + std::to_string(i - 1) + "]\n";
+    text += fmt::format("a{0}: &a{0} [*a{1}, *a{1}]\n", i, i - 1);
   const std::string d = testing::temp_dir("cfg");
   write(d + "/bomb.yaml", text);
   EXPECT_NE(errors_of(d + "/bomb.yaml").find("expands to more than 100000 YAML nodes"), std::string::npos);

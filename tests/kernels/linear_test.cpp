@@ -16,6 +16,7 @@
 #include <torch/autograd.h>
 
 #include "kernels/linear/api.h"
+#include "kernels/linear/cuda_smem.h"
 #include "kernels/linear/reference.h"
 #include "tests/common/test_util.h"
 
@@ -221,6 +222,18 @@ TEST(LinearKernels, RejectsBadShapesWithTheirNames) {
         << e.what_without_backtrace();
   }
   EXPECT_THROW(linear_attention(x.q, x.k, x.v, x.g, {}, opts("fused", 16, 5)), c10::Error);
+}
+
+TEST(LinearCudaSmem, LargeHeadsAtLargeChunksAreRefusedNamingDkAndC) {
+  // An H100/H200 lets a block opt in to 227 KB. dk = 128 at C = 64 fits; dk = 256 at C = 64
+  // does not (the output kernel alone holds q, k, ell and q ⊙ e^ell: 4·64·256 floats).
+  const size_t h100 = 227 * 1024;
+  EXPECT_EQ(linear_cuda_smem_problem(128, 64, h100), "");
+  const std::string why = linear_cuda_smem_problem(256, 64, h100);
+  EXPECT_NE(why.find("dk = 256 at chunk_size C = 64"), std::string::npos) << why;
+  EXPECT_NE(why.find("more than this device's 232448"), std::string::npos) << why;
+  EXPECT_EQ(linear_cuda_smem_problem(256, 32, h100), "") << "a smaller chunk is the way out";
+  EXPECT_GE(linear_cuda_smem_bytes(256, 64).output, sizeof(float) * 4 * 64 * 256);
 }
 
 }  // namespace

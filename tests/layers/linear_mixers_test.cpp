@@ -111,7 +111,9 @@ TEST(Lightning, DecaySchedulesMatchTheirSources) {
   for (int64_t H : {8, 16}) {
     auto a = lightning_log_decay("official", H, 3, 24), b = lightning_log_decay("official", H, 9, 24);
     for (int64_t h = 0; h < H; ++h) {
-      if (h > 0) EXPECT_GT(a[h], a[h - 1]);
+      if (h > 0) {
+        EXPECT_GT(a[h], a[h - 1]);
+      }
       EXPECT_GT(b[h], a[h]);
     }
   }

@@ -43,13 +43,8 @@ void add_generate(CLI::App& app, Action& action) {
   cmd->add_option("--seed", a->seed, "sampling seed")->check(CLI::NonNegativeNumber);
   cmd->callback([a, &action] {
     action = [a] {
+      // Usage errors first, before anything slow or anything that can fail for other reasons.
       RunConfig cfg = load_config_or_run(a->run, {});
-      Checkpoint ck = load_checkpoint_verbose(a->ckpt.empty() ? a->run : a->ckpt);
-      const c10::Device device = resolve_device(cfg.train);
-      LanguageModel model = build_model(cfg, device);
-      load_weights(model, ck.model, ck.dir);
-      model->eval();
-      at::NoGradGuard no_grad;
       auto tok = make_tokenizer(cfg.data);
       std::vector<int32_t> ids = tok->encode(a->prompt);
       if (ids.empty()) ids.push_back(tok->eot_id());
@@ -59,6 +54,12 @@ void add_generate(CLI::App& app, Action& action) {
                                        "model.max_seq_len {}",
                                        a->tokens, prompt_len, cfg.model.max_seq_len)});
       const int64_t total = prompt_len + a->tokens;
+      Checkpoint ck = load_checkpoint_verbose(a->ckpt.empty() ? a->run : a->ckpt);
+      const c10::Device device = resolve_device(cfg.train);
+      LanguageModel model = build_model(cfg, device);
+      load_weights(model, ck.model, ck.dir);
+      model->eval();
+      at::NoGradGuard no_grad;
       at::manual_seed(static_cast<uint64_t>(a->seed));
       ModelState state = model->init_state(1, total);
       at::Tensor logits;
