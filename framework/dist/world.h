@@ -1,5 +1,5 @@
-// World: this process's place in a job, read from the variables torchrun (and `attnlab
-// launch`) set: RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT.
+// World: this process's place in a job, read from the variables torchrun sets: RANK,
+// WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT.
 // Unset means a single process. Collectives are not implemented yet; the trainer uses the
 // world for rank-0-only output and data sharding.
 #pragma once

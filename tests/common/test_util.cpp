@@ -81,4 +81,14 @@ log: {{every: 5}}
   return path;
 }
 
+TinyRun::TinyRun(const std::string& extra) {
+  dir = temp_dir("run");
+  recipe = tiny_recipe(dir, write_corpus(dir), extra);
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(f), {});
+}
+
 }  // namespace attnlab::testing

@@ -4,6 +4,9 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <vector>
+
+#include "framework/config/run_config.h"
 
 namespace attnlab {
 class Mixer;
@@ -26,5 +29,16 @@ std::string temp_dir(const std::string& tag);
 std::string write_corpus(const std::string& dir, int documents = 400);
 /// A complete tiny recipe (softmax, dim 32, 2 layers, seq 32) training on `corpus_dir`.
 std::string tiny_recipe(const std::string& dir, const std::string& corpus, const std::string& extra = "");
+
+/// A fresh folder holding a corpus and tiny_recipe(); the run goes to <dir>/runs/tiny.
+struct TinyRun {
+  std::string dir, recipe;
+  explicit TinyRun(const std::string& extra = "");
+  RunConfig config(std::vector<std::string> sets = {}) const { return load_run_config(recipe, sets); }
+  std::string run() const { return dir + "/runs/tiny"; }
+};
+
+/// The whole file as bytes ("" when it cannot be read).
+std::string read_file(const std::string& path);
 
 }  // namespace attnlab::testing

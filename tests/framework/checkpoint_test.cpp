@@ -28,10 +28,7 @@ namespace fs = std::filesystem;
 namespace attnlab {
 namespace {
 
-std::string slurp(const std::string& p) {
-  std::ifstream f(p, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(f), {});
-}
+using testing::read_file;
 
 void spit(const std::string& p, const std::string& bytes) {
   std::ofstream f(p, std::ios::binary | std::ios::trunc);
@@ -158,7 +155,7 @@ TEST(Checkpoint, ResavingACompleteStepKeepsTheFolder) {
 
 // Flips one bit of `file` at byte `offset` (from the end when negative).
 void flip_bit(const std::string& file, int64_t offset) {
-  std::string b = slurp(file);
+  std::string b = read_file(file);
   const size_t at = offset >= 0 ? static_cast<size_t>(offset) : b.size() - static_cast<size_t>(-offset);
   b[at] = static_cast<char>(b[at] ^ 0x10);
   spit(file, b);

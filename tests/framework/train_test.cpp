@@ -21,6 +21,8 @@ namespace fs = std::filesystem;
 namespace attnlab {
 namespace {
 
+using testing::TinyRun;
+
 std::shared_ptr<const TokenStream> small_stream(const std::string& d) {
   std::vector<int32_t> toks(1000);
   for (int i = 0; i < 1000; ++i) toks[i] = i % 300;
@@ -90,15 +92,6 @@ TEST(World, ReadsTorchrunEnvironmentAndRejectsBadValues) {
   ::unsetenv("RANK"), ::unsetenv("WORLD_SIZE"), ::unsetenv("LOCAL_RANK");
   EXPECT_EQ(world_from_env().world_size, 1);
 }
-
-struct TinyRun {
-  std::string dir, recipe;
-  explicit TinyRun(const std::string& extra = "") {
-    dir = testing::temp_dir("run");
-    recipe = testing::tiny_recipe(dir, testing::write_corpus(dir), extra);
-  }
-  RunConfig config(std::vector<std::string> sets = {}) const { return load_run_config(recipe, sets); }
-};
 
 TEST(Checkpoint, AtomicLatestAndPruning) {
   TinyRun r;
