@@ -59,12 +59,16 @@ install_torch_venv() {
 }
 
 configure_and_build() {
-  if [ ! -f "$BUILD_DIR/build.ninja" ]; then
+  local werror=OFF
+  [ "${CI:-}" = true ] && werror=ON
+  # Configure once, and again when the -Werror choice differs from the cached one.
+  if [ ! -f "$BUILD_DIR/build.ninja" ] ||
+     ! grep -q "^ATTNLAB_WERROR:BOOL=$werror\$" "$BUILD_DIR/CMakeCache.txt" 2>/dev/null; then
     log "configuring $BUILD_DIR"
     cmake -S "$ATTNLAB_ROOT" -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release \
       -DATTNLAB_PYTHON="$ATTNLAB_ROOT/.venv/bin/python" \
       -DCUDAToolkit_ROOT=/usr/local/cuda \
-      -DATTNLAB_WERROR="$([ "${CI:-}" = true ] && echo ON || echo OFF)" >/dev/null
+      -DATTNLAB_WERROR="$werror" >/dev/null
   fi
   log "building ${*:-all}"
   cmake --build "$BUILD_DIR" --parallel "$(nproc)" ${1:+--target "$@"}

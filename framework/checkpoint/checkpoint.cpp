@@ -28,7 +28,7 @@ std::string read_file(const fs::path& p, uint64_t max_bytes = UINT64_MAX) {
   if (::stat(p.c_str(), &st) != 0) throw CheckpointError(p.string() + ": missing");
   if (!S_ISREG(st.st_mode)) throw CheckpointError(p.string() + ": not a regular file");
   if (static_cast<uint64_t>(st.st_size) > max_bytes)
-    throw CheckpointError(fmt::format("{}: {} bytes, more than the {} allowed", p.string(),
+    throw CheckpointError(fmt::format("{}: {} bytes, more than the {} expected", p.string(),
                                       st.st_size, max_bytes));
   std::ifstream f(p, std::ios::binary);
   if (!f) throw CheckpointError(p.string() + ": cannot open");
@@ -59,7 +59,7 @@ std::string read_verified(const fs::path& dir, const CheckpointState& s, const s
   if (it == s.files.end())
     throw CheckpointError((dir / "state.json").string() + ": files: no entry for " + name);
   const fs::path p = dir / name;
-  std::string bytes = read_file(p);
+  std::string bytes = read_file(p, static_cast<uint64_t>(it->second.bytes));  // size first, then read
   if (static_cast<int64_t>(bytes.size()) != it->second.bytes)
     throw CheckpointError(fmt::format("{}: {} bytes, state.json records {} (torn write?)",
                                       p.string(), bytes.size(), it->second.bytes));
@@ -195,6 +195,8 @@ NewestCheckpoint newest_checkpoint(const std::string& run_dir) {
     try {
       out.checkpoint = read_checkpoint(dir);
       return out;
+    } catch (const CheckpointFormatError&) {
+      throw;  // a newer attnlab's checkpoint: falling back to an older one would lose its steps
     } catch (const CheckpointError& e) {
       out.rejected.push_back(e.what());
     }

@@ -89,8 +89,14 @@ std::string encode_state(const CheckpointState& s) {
 
 CheckpointState decode_state(const std::string& text, const std::string& file) {
   json root;
+  // state.json is three levels deep ({files: {name: {...}}}); refusing deeper input while
+  // parsing keeps the recursive copy and dump below from overflowing the stack.
+  auto shallow = [&](int depth, json::parse_event_t, json&) {
+    if (depth > 4) throw CheckpointError(file + ": nested deeper than a state.json can be");
+    return true;
+  };
   try {
-    root = json::parse(text);
+    root = json::parse(text, shallow);
   } catch (const json::exception& e) {
     throw CheckpointError(file + ": not valid JSON: " + e.what());
   }
@@ -103,7 +109,8 @@ CheckpointState decode_state(const std::string& text, const std::string& file) {
     throw CheckpointError(file + ": checksum mismatch (the file was edited or corrupted)");
   const int64_t format = r.integer("format", 0, kMax);
   if (format != kCheckpointFormat)
-    throw r.error("format", fmt::format("{} is not the supported format {}", format, kCheckpointFormat));
+    throw CheckpointFormatError(fmt::format("{}: format: {} is not the supported format {} (written by "
+                                            "another attnlab version)", file, format, kCheckpointFormat));
   CheckpointState s;
   s.step = r.integer("step", 0, kMax);
   s.optimizer_steps = r.integer("optimizer_steps", 0, s.step);

@@ -1,7 +1,8 @@
 // state.json of a checkpoint: the training counters, the config hash, and the size and XXH64 of
 // every other file in the folder, sealed by an XXH64 of the state itself (docs/checkpoints.md).
 // Parsing checks every field's type and range and the counters' internal consistency; an error
-// names the file and the field. Checks against the run's config are the trainer's (resume.cpp).
+// names the file and the field. Checks against the run's config are the trainer's
+// (framework/train/trainer_run_dir.cpp).
 #pragma once
 #include <cstdint>
 #include <map>
@@ -13,6 +14,11 @@ namespace attnlab {
 /// Any problem with a checkpoint on disk: missing, torn, corrupted or inconsistent.
 class CheckpointError : public std::runtime_error {
   using std::runtime_error::runtime_error;
+};
+/// A checkpoint in a format this build does not read (a newer attnlab wrote it): never skipped
+/// over in favour of an older one.
+class CheckpointFormatError : public CheckpointError {
+  using CheckpointError::CheckpointError;
 };
 
 struct FileDigest {

@@ -132,16 +132,21 @@ SafetensorsFile decode_safetensors(const std::string& bytes, const std::string& 
       throw fail("tensor '" + key + "': shape is not a list of at most " + std::to_string(kMaxRank) + " sizes");
     // Element count and byte span in overflow-checked arithmetic, before any allocation (a
     // zero anywhere makes the product 0 but every size must still fit an int64).
-    uint64_t numel = 1, nbytes = 0;
+    // `span` is the product with zeros counted as ones: torch's strides are such products, so
+    // [0, 2^62, 4] (no elements, but strides past int64) is refused here too.
+    uint64_t numel = 1, nbytes = 0, span = 1, span_bytes = 0;
     bool overflow = false;
     for (const auto& s : entry["shape"]) {
       if (!s.is_number_unsigned() || s.get<uint64_t>() > static_cast<uint64_t>(INT64_MAX))
         throw fail("tensor '" + key + "': shape entries must be non-negative integers");
-      shape.push_back(static_cast<int64_t>(s.get<uint64_t>()));
-      overflow |= __builtin_mul_overflow(numel, s.get<uint64_t>(), &numel);
+      const uint64_t d = s.get<uint64_t>();
+      shape.push_back(static_cast<int64_t>(d));
+      overflow |= __builtin_mul_overflow(numel, d, &numel);
+      overflow |= __builtin_mul_overflow(span, std::max<uint64_t>(d, 1), &span);
     }
     const uint64_t elem = c10::elementSize(found->type);
     overflow |= __builtin_mul_overflow(numel, elem, &nbytes) || nbytes > static_cast<uint64_t>(INT64_MAX);
+    overflow |= __builtin_mul_overflow(span, elem, &span_bytes) || span_bytes > static_cast<uint64_t>(INT64_MAX);
     if (overflow) throw fail("tensor '" + key + "': shape " + entry["shape"].dump() + " overflows");
     const auto& off = entry["data_offsets"];
     if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() ||
@@ -154,7 +159,13 @@ SafetensorsFile decode_safetensors(const std::string& bytes, const std::string& 
     if (e - b != nbytes)
       throw fail("tensor '" + key + "': " + std::to_string(e - b) + " bytes for " +
                  std::to_string(numel) + " elements of " + std::to_string(elem) + " bytes");
-    at::Tensor t = at::empty(shape, at::TensorOptions().dtype(found->type));
+    at::Tensor t;
+    try {
+      t = at::empty(shape, at::TensorOptions().dtype(found->type));
+    } catch (const c10::Error& err) {  // allocation failure or a limit we did not foresee
+      throw fail("tensor '" + key + "': cannot allocate shape " + entry["shape"].dump() + ": " +
+                 err.what_without_backtrace());
+    }
     if (e > b) std::memcpy(t.data_ptr(), data + b, e - b);
     out.tensors[key] = t;
     ranges.emplace_back(b, e);

@@ -11,7 +11,7 @@
 
 namespace attnlab {
 
-/// Copies source[name] into every target; throws std::runtime_error naming `origin`, the tensor
+/// Copies source[name] into every target; throws CheckpointError naming `origin`, the tensor
 /// and both shapes or dtypes on any mismatch, a missing tensor or an extra one.
 void copy_tensors_exact(const NamedTensors& targets, const std::map<std::string, at::Tensor>& source,
                         const std::string& origin);

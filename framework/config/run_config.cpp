@@ -83,7 +83,13 @@ RunConfig parse_run_config(const YamlSource& src) {
   root.section("log", cfg.log, "");
   root.finish();
   if (!errors.empty()) throw ConfigError(errors);
-  cfg.validate();
+  try {
+    cfg.validate();
+  } catch (const ConfigError& e) {  // cross-field rules: name the recipe they came from
+    std::vector<std::string> named;
+    for (const auto& p : e.problems()) named.push_back(src.recipe_path + ": " + p);
+    throw ConfigError(named);
+  }
   return cfg;
 }
 
@@ -135,10 +141,18 @@ std::string RunConfig::to_yaml() const {
 }
 
 std::string RunConfig::model_hash() const {
+  // What a resume may change (docs/checkpoints.md): where the run lives, how long it trains,
+  // where and on how many threads it computes, and how often it logs, evaluates and saves.
+  // Everything that shapes the model, the data order or the update stays in the hash.
   RunConfig copy = *this;
   copy.run = RunSection{};
-  copy.train.steps = 1;  // extending a run is allowed
+  copy.train.steps = 1;
+  copy.train.threads = 0;
+  copy.train.device = "auto";
   copy.optim.warmup_steps = 0;
+  copy.eval = EvalConfig{};
+  copy.checkpoint = CheckpointConfig{};
+  copy.log = LogConfig{};
   const std::string text = copy.to_yaml();
   uint64_t h = 1469598103934665603ull;
   for (unsigned char c : text) h = (h ^ c) * 1099511628211ull;

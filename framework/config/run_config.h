@@ -151,7 +151,8 @@ struct RunConfig {
   void validate() const;
   /// The resolved config as YAML (saved as runs/<name>/config.yaml).
   std::string to_yaml() const;
-  /// FNV-1a of to_yaml() minus run-only fields, stored in checkpoints to catch mismatched resumes.
+  /// FNV-1a of to_yaml() minus what a resume may change (run.*, train.steps/threads/device,
+  /// optim.warmup_steps, eval.*, checkpoint.*, log.*), stored in checkpoints.
   std::string model_hash() const;
   std::string run_dir() const { return run.dir + "/" + run.name; }
 };

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 #include <sys/stat.h>
+#include <yaml-cpp/depthguard.h>
 
 #include <cerrno>
 #include <cstdlib>
@@ -68,6 +69,7 @@ fs::path find_configs_dir(const fs::path& start) {
 constexpr int64_t kMaxRecipeBytes = 1 << 20;  // recipes are a few KB; this is generous
 constexpr int64_t kMaxNodes = 100000;         // after alias expansion (the "billion laughs" shape)
 constexpr int kMaxDepth = 64;
+constexpr int kMaxRecipeFiles = 256;  // files one recipe may load through `extends:`
 
 // A file name fit for a message (a hostile name may be thousands of bytes long).
 std::string shown(const fs::path& p) {
@@ -138,6 +140,8 @@ YAML::Node load_checked(const std::string& text, const std::string& file) {
   YAML::Node n;
   try {
     n = YAML::Load(text);
+  } catch (const YAML::DeepRecursion& e) {  // yaml-cpp's own depth guard; its message says "bad file"
+    throw ConfigError({fmt::format("{}: nested deeper than {} levels", at_mark(file, e.mark), e.depth())});
   } catch (const YAML::Exception& e) {
     throw ConfigError({at_mark(file, e.mark) + ": invalid YAML: " + e.msg});
   }
@@ -160,6 +164,9 @@ bool path_exists(const fs::path& p) {
 }
 
 void load_into(const fs::path& file, YamlSource& out, std::set<std::string>& stack) {
+  // Siblings may repeat (a lists b twice, b lists c twice, ...): bound the total, not the depth.
+  if (++out.files_loaded > kMaxRecipeFiles)
+    throw ConfigError({fmt::format("{}: `extends:` pulls in more than {} files", shown(file), kMaxRecipeFiles)});
   YAML::Node doc = parse_file(file);  // first: it refuses folders, FIFOs and the like
   std::error_code ec;
   const std::string key = fs::weakly_canonical(file, ec).string();

@@ -16,6 +16,7 @@ struct YamlSource {
   /// dotted path -> file it was set in ("--set" for CLI overrides).
   std::map<std::string, std::string> origin;
   std::string recipe_path;
+  int files_loaded = 0;  ///< through `extends:`, bounded (yaml_source.cpp)
 
   /// "file:line:col" for a dotted path (nearest recorded ancestor when the path itself is absent).
   std::string where(const std::string& path, const YAML::Node& node) const;

@@ -6,6 +6,10 @@
 #include <sstream>
 #include <stdexcept>
 
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include "framework/config/config_error.h"
 #include "framework/data/shards.h"
 #include "framework/util/atomic_file.h"
 
@@ -88,22 +92,25 @@ class ShardSink {
 }  // namespace
 
 bool is_prepared_shard_folder(const std::string& dir) {
-  return fs::is_regular_file(fs::path(dir) / kShardMarker);
+  std::error_code ec;
+  return fs::is_regular_file(fs::path(dir) / kShardMarker, ec);
 }
 
-PrepareStats prepare_shards(const std::vector<std::string>& inputs, const Tokenizer& tok,
-                            const std::string& out_dir, double val_fraction, uint64_t seed,
-                            int64_t shard_tokens) {
-  PrepareStats stats;
-  if (fs::exists(out_dir) && !(fs::is_directory(out_dir) && fs::is_empty(out_dir)) &&
-      !is_prepared_shard_folder(out_dir))
-    throw std::runtime_error(out_dir + ": exists and was not written by `attnlab data prepare` (no " +
-                             kShardMarker + " marker); choose a new output folder");
-  fs::create_directories(out_dir);
-  // The marker goes first: a folder we started is ours to replace even if we die half way.
-  write_file_atomic((fs::path(out_dir) / kShardMarker).string(),
-                    "token shards written by attnlab data prepare; attnlab may replace this folder\n");
-  ShardSink train(out_dir, "train", shard_tokens), val(out_dir, "val", shard_tokens);
+void check_replaceable(const std::string& dir, const std::string& what) {
+  std::error_code ec;
+  if (!fs::exists(dir, ec) || is_prepared_shard_folder(dir)) return;
+  if (fs::is_directory(dir, ec) && fs::is_empty(dir, ec)) return;
+  throw ConfigError({fmt::format("{} '{}' exists but was not written by attnlab (no {} marker); "
+                                 "refusing to replace it. Choose a new folder, or a folder of "
+                                 "llm.c-format shards",
+                                 what, dir, kShardMarker)});
+}
+
+namespace {
+void write_documents(const std::vector<std::string>& inputs, const Tokenizer& tok,
+                     const std::string& dir, double val_fraction, uint64_t seed,
+                     int64_t shard_tokens, PrepareStats& stats) {
+  ShardSink train(dir, "train", shard_tokens), val(dir, "val", shard_tokens);
   for (const auto& file : collect_files(inputs)) {
     std::ifstream f(file, std::ios::binary);
     std::stringstream ss;
@@ -126,6 +133,34 @@ PrepareStats prepare_shards(const std::vector<std::string>& inputs, const Tokeni
   val.flush();
   stats.train_tokens = train.total();
   stats.val_tokens = val.total();
+}
+}  // namespace
+
+PrepareStats prepare_shards(const std::vector<std::string>& inputs, const Tokenizer& tok,
+                            const std::string& out_dir, double val_fraction, uint64_t seed,
+                            int64_t shard_tokens, const std::string& what) {
+  // "data/x/" and "data/x" are the same folder; the temp folder is its sibling, never inside it.
+  fs::path out = fs::path(out_dir).lexically_normal();
+  if (out.filename().empty()) out = out.parent_path();
+  check_replaceable(out.string(), what);
+  const fs::path tmp = out.parent_path() / (out.filename().string() + ".tmp." + std::to_string(::getpid()));
+  remove_tree(tmp.string());
+  fs::create_directories(tmp);
+  PrepareStats stats;
+  try {
+    write_documents(inputs, tok, tmp.string(), val_fraction, seed, shard_tokens, stats);
+    write_file_atomic((tmp / kShardMarker).string(),
+                      "token shards written by attnlab data prepare; attnlab may replace this folder\n");
+  } catch (...) {
+    remove_tree(tmp.string());
+    throw;
+  }
+  // Only whole outputs become visible, and only over an absent, empty or earlier output (checked
+  // again: the folder may have appeared while we were tokenizing). No old shard survives.
+  check_replaceable(out.string(), what);
+  if (fs::exists(out)) remove_tree(out.string());
+  fs::rename(tmp, out);
+  fsync_path(out.parent_path().empty() ? "." : out.parent_path().string());
   return stats;
 }
 

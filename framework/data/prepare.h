@@ -20,10 +20,15 @@ struct PrepareStats {
   int64_t documents = 0, train_tokens = 0, val_tokens = 0, files = 0;
 };
 
+/// Throws ConfigError (naming `what`, e.g. "--out" or "config: data.dir") unless `dir` is
+/// absent, an empty folder or carries the marker.
+void check_replaceable(const std::string& dir, const std::string& what);
+
 /// `inputs`: files or folders (walked recursively; binary files and *.dat indexes skipped).
-/// `out_dir` must be absent, empty or an earlier output of this function (else it throws).
+/// Writes into a sibling temp folder and renames it over `out_dir`, which must pass
+/// check_replaceable; a failure leaves `out_dir` as it was.
 PrepareStats prepare_shards(const std::vector<std::string>& inputs, const Tokenizer& tok,
                             const std::string& out_dir, double val_fraction, uint64_t seed = 0,
-                            int64_t shard_tokens = 100'000'000);
+                            int64_t shard_tokens = 100'000'000, const std::string& what = "--out");
 
 }  // namespace attnlab

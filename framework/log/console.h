@@ -1,5 +1,5 @@
 // Console output that survives a closed pipe. `attnlab train ... | head` closes stdout early;
-// with SIGPIPE ignored (install_console_signals) a write then fails with EPIPE instead of
+// with SIGPIPE ignored (ignore_sigpipe) a write then fails with EPIPE instead of
 // killing the process, and the trainer treats that as a stop request: save, then exit.
 #pragma once
 #include <cstdio>

@@ -45,32 +45,15 @@ bool holds_train_shards(const std::string& dir) {
   return false;
 }
 
-// data.dir may be replaced only when it is absent, an empty folder, or one we prepared (its
-// marker file says so); anything else is a user's folder and is never deleted (docs/data.md).
-void check_replaceable(const std::string& dir) {
-  if (!fs::exists(dir) || is_prepared_shard_folder(dir)) return;
-  if (fs::is_directory(dir) && fs::is_empty(dir)) return;
-  throw ConfigError({fmt::format(
-      "config: data.dir '{}' exists but holds no train_*.bin shards and was not prepared by "
-      "attnlab (no {} marker); refusing to replace it. Point data.dir at a new folder, or at a "
-      "folder of llm.c-format shards",
-      dir, kShardMarker)});
-}
 }  // namespace
 
 std::shared_ptr<const TokenStream> open_split(const RunConfig& cfg, const std::string& split) {
   const DataConfig& d = cfg.data;
   if (!holds_train_shards(d.dir) && !d.prepare_from.empty()) {
-    check_replaceable(d.dir);
+    // data.dir is replaced only when absent, empty or ours (docs/data.md).
     auto tok = make_tokenizer(d);
-    const std::string tmp = d.dir + ".tmp." + std::to_string(::getpid());
-    remove_tree(tmp);
-    auto stats = prepare_shards({d.prepare_from}, *tok, tmp, d.val_fraction,
-                                static_cast<uint64_t>(cfg.run.seed));
-    if (fs::path(d.dir).has_parent_path()) fs::create_directories(fs::path(d.dir).parent_path());
-    check_replaceable(d.dir);  // again: it may have appeared while we were tokenizing
-    if (fs::exists(d.dir)) remove_tree(d.dir);  // absent, empty or ours (checked just above)
-    fs::rename(tmp, d.dir);
+    auto stats = prepare_shards({d.prepare_from}, *tok, d.dir, d.val_fraction,
+                                static_cast<uint64_t>(cfg.run.seed), 100'000'000, "config: data.dir");
     fmt::print("data: prepared {} documents from {} files of {}: {} train / {} val tokens in {}\n",
                stats.documents, stats.files, d.prepare_from, stats.train_tokens, stats.val_tokens,
                d.dir);

@@ -21,14 +21,15 @@ void check_state_against_config(const CheckpointState& s, const RunConfig& cfg, 
   std::vector<std::string> errors;
   if (s.config_hash != cfg.model_hash())
     errors.push_back(fmt::format("config_hash {} is not this config's {}: the checkpoint was "
-                                 "written by a different model/data/optimizer config; only run.name, "
-                                 "run.dir and train.steps may change on resume",
+                                 "written by a different model, data, optimizer or training config; "
+                                 "what may change on resume is listed in docs/checkpoints.md",
                                  s.config_hash, cfg.model_hash()));
   if (s.step > cfg.train.steps)
     errors.push_back(fmt::format("step {} is past train.steps {}; raise train.steps to continue",
                                  s.step, cfg.train.steps));
   const int64_t per_step = cfg.train.batch_size * cfg.train.grad_accum;
-  if (s.data_cursor != s.step * per_step)
+  int64_t expected_cursor = 0;
+  if (__builtin_mul_overflow(s.step, per_step, &expected_cursor) || s.data_cursor != expected_cursor)
     errors.push_back(fmt::format("data_cursor {} is not step {} x {} samples per step", s.data_cursor,
                                  s.step, per_step));
   if (s.seed != cfg.run.seed)

@@ -1,7 +1,7 @@
 // XXH64 (Yann Collet's xxHash, 64-bit variant): a fast non-cryptographic hash, used for the
 // per-file checksums of checkpoints (docs/checkpoints.md). It guards against torn writes, bit
 // rot and hand edits, not against an adversary. The algorithm and its constants are public;
-// tests/framework/hardening_test.cpp checks it against vectors from the reference `xxhsum`.
+// tests/framework/checkpoint_test.cpp checks it against vectors from the reference `xxhsum`.
 #pragma once
 #include <cstddef>
 #include <cstdint>

@@ -38,18 +38,22 @@ std::pair<at::Tensor, at::Tensor> Gla::mix(const at::Tensor& x, const at::Tensor
   at::Tensor q = to_heads(q_proj->forward(x).view({B, T, H, dk_}), H);          // [B, H, T, dk]
   at::Tensor k = to_heads(k_proj->forward(x).view({B, T, kv_heads_, dk_}), H);
   at::Tensor v = to_heads(v_proj->forward(x).view({B, T, kv_heads_, dv_}), H);  // [B, H, T, dv]
-  // log α = logsigmoid(z)/τ in fp32 (the kernel's cumulative sums need the range).
-  const auto acc = kernels::linear_state_dtype(x.scalar_type());
-  at::Tensor z = gate_up->forward(gate_down->forward(x)).to(acc);
-  at::Tensor log_a = at::log_sigmoid(z) / o_.gate_temperature;
-  if (o_.gate_log_min < 0) log_a = at::clamp_min(log_a, o_.gate_log_min);
-  at::Tensor g = to_heads(log_a.view({B, T, kv_heads_, dk_}), H);
+  at::Tensor g = to_heads(log_decay(x).view({B, T, kv_heads_, dk_}), H);
   auto r = kernels::linear_attention(q, k, v, g, s0, with_kernel(kernel_, ctx));
   // Per-head RMSNorm (fp32 statistics), then the swish output gate.
   at::Tensor o = r.out.transpose(1, 2);                                           // [B, T, H, dv]
   at::Tensor normed = rms_normalize(o, o_.norm_eps) * norm_weight.to(x.scalar_type());
   at::Tensor gate = at::silu(g_proj->forward(x)).view({B, T, H, dv_});
   return {o_proj->forward((normed * gate).reshape({B, T, H * dv_})), r.final_state};
+}
+
+at::Tensor Gla::log_decay(const at::Tensor& x) {
+  // In fp32 (or fp64): the kernel's cumulative sums of log α need the range.
+  const auto acc = kernels::linear_state_dtype(x.scalar_type());
+  at::Tensor z = gate_up->forward(gate_down->forward(x)).to(acc);
+  at::Tensor log_a = at::log_sigmoid(z) / o_.gate_temperature;
+  if (o_.gate_log_min < 0) log_a = at::clamp_min(log_a, o_.gate_log_min);
+  return log_a;
 }
 
 double Gla::extra_flops_per_token(int64_t /*seq_len*/) const {

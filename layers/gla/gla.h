@@ -43,6 +43,9 @@ class Gla : public LinearStateMixer {
  public:
   Gla(const GlaOptions& opts, const MixerShape& shape);
   double extra_flops_per_token(int64_t seq_len) const override;
+  /// log α [B, T, kv_heads * dk] in fp32: logsigmoid(gate_up(gate_down(x))) / τ, clamped by
+  /// gate_log_min; the per-channel decay the kernel applies at each step.
+  at::Tensor log_decay(const at::Tensor& x);
 
   torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, g_proj{nullptr},
       gate_down{nullptr}, gate_up{nullptr}, o_proj{nullptr};

@@ -105,8 +105,8 @@ check "train | head exits cleanly" 0 "$rc"
 "$BIN" data prepare --input "$W/corpus.txt" --out "$W/shards" >"$W/out" 2>&1; check "data prepare" 0 $?
 ls "$W/shards"/train_000000.bin "$W/shards"/val_000000.bin >/dev/null; check "shards written" 0 $?
 "$BIN" data prepare --input "$W/missing" --out "$W/shards2" >"$W/out" 2>&1; check "data prepare missing input" 1 $?
-"$BIN" data prepare --input "$W/corpus.txt" --out "$W/runs" >"$W/out" 2>&1; check "data prepare into a foreign folder" 1 $?
-expect_text "foreign folder message" "$W/out" "was not written by .attnlab data prepare"
+"$BIN" data prepare --input "$W/corpus.txt" --out "$W/runs" >"$W/out" 2>&1; check "data prepare into a foreign folder" 2 $?
+expect_text "foreign folder message" "$W/out" "--out '$W/runs' exists but was not written by attnlab"
 "$BIN" train "$ROOT/recipes/default.yaml" "${SETS[@]}" --set run.name=wipe --set data.dir="$W/runs" >"$W/out" 2>&1
 check "data.dir naming a foreign folder" 2 $?
 [ -d "$W/runs/default/checkpoints" ]; check "the foreign folder is untouched" 0 $?

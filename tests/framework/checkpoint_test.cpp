@@ -244,6 +244,10 @@ TEST(CheckpointState, EveryFieldIsValidatedAndNamed) {
   EXPECT_NE(decode_error("[1, 2]").find("run/state.json: expected a JSON object, got array"), std::string::npos);
   EXPECT_NE(decode_error("{\"step\": 1").find("run/state.json: not valid JSON"), std::string::npos);
   EXPECT_NE(decode_error("{}").find("run/state.json: checksum: missing"), std::string::npos);
+  // Deep nesting is refused while parsing (copying or dumping it would overflow the stack).
+  EXPECT_NE(decode_error("{\"a\": " + std::string(500000, '[') + std::string(500000, ']') + "}")
+                .find("nested deeper"),
+            std::string::npos);
 }
 
 TEST(CheckpointState, HugeAndFractionalNumbersAreRefused) {
@@ -267,6 +271,17 @@ TEST(Checkpoint, NewestVerifiedCheckpointWinsAndNoneVerifyingIsAnError) {
   EXPECT_EQ(found.checkpoint->state.step, 2);
   ASSERT_EQ(found.rejected.size(), 1u);
   EXPECT_NE(found.rejected[0].find("step-3/model.safetensors"), std::string::npos);
+  // A newer attnlab's format is not "corrupt": no silent fallback past it.
+  {
+    nlohmann::json body = nlohmann::json::parse(read_file(run + "/checkpoints/step-2/state.json"));
+    const std::string saved = body.dump(2);
+    body.erase("checksum");
+    body["format"] = 2;
+    body["checksum"] = hex64(xxh64(body.dump()));
+    spit(run + "/checkpoints/step-2/state.json", body.dump(2));
+    EXPECT_THROW(newest_checkpoint(run), CheckpointFormatError);
+    spit(run + "/checkpoints/step-2/state.json", saved);
+  }
   flip_bit(run + "/checkpoints/step-2/optimizer.safetensors", -1);
   flip_bit(run + "/checkpoints/step-1/state.json", 30);
   EXPECT_THROW(newest_checkpoint(run), CheckpointError);

@@ -152,6 +152,17 @@ TEST(Config, ExtendsRefusesFoldersFifosDevicesBinariesAndHugeNames) {
     EXPECT_NE(e.find(c.expect), std::string::npos) << c.target.substr(0, 40) << ": " << e;
     EXPECT_LT(e.size(), 1000u) << "the message repeats a huge name";
   }
+  // Fan-out: each file lists the next one 20 times (20^4 loads unbounded).
+  for (int i = 0; i < 4; ++i) {
+    std::string list;
+    for (int k = 0; k < 20; ++k) list += (k ? ", " : "") + std::string("f") + std::to_string(i + 1) + ".yaml";
+    write(d + "/f" + std::to_string(i) + ".yaml", "extends: [" + list + "]\n");
+  }
+  write(d + "/f4.yaml", "train: {steps: 3}\n");
+  EXPECT_NE(errors_of(d + "/f0.yaml").find("pulls in more than 256 files"), std::string::npos);
+  write(d + "/deep.yaml", "a: " + std::string(100000, '[') + std::string(100000, ']') + "\n");
+  EXPECT_NE(errors_of(d + "/deep.yaml").find("deep.yaml:1:"), std::string::npos);
+  EXPECT_NE(errors_of(d + "/deep.yaml").find("nested deeper than"), std::string::npos) << errors_of(d + "/deep.yaml");
   write(d + "/big.yaml", "# " + std::string(2 << 20, 'x') + "\n");
   EXPECT_NE(errors_of(d + "/big.yaml").find("a recipe may hold at most"), std::string::npos);
 }
@@ -169,7 +180,7 @@ TEST(Config, ResolvedYamlRoundTrips) {
 TEST(Config, CrossFieldRules) {
   const std::string d = testing::temp_dir("cfg");
   write(d + "/r.yaml", "model: {max_seq_len: 16, mixer: softmax}\ndata: {seq_len: 32}\n");
-  EXPECT_NE(errors_of(d + "/r.yaml").find("data.seq_len (32) must not exceed model.max_seq_len (16)"),
+  EXPECT_NE(errors_of(d + "/r.yaml").find(d + "/r.yaml: config: data.seq_len (32) must not exceed model.max_seq_len (16)"),
             std::string::npos);
 }
 

@@ -111,6 +111,10 @@ TEST(Safetensors, DuplicatesOverflowsAndDeepHeadersAreSafetensorsErrors) {
   EXPECT_NE(error_of(header_file(R"({"w":{"dtype":"F64","shape":[2147483648,2147483648,8],"data_offsets":[0,0]}})", 0))
                 .find("overflows"),
             std::string::npos);
+  // No elements, but strides of 2^62 x 4 bytes: must not reach at::empty's stride overflow.
+  EXPECT_NE(error_of(header_file(R"({"w":{"dtype":"F32","shape":[0,4611686018427387904,4],"data_offsets":[0,0]}})", 0))
+                .find("overflows"),
+            std::string::npos);
   EXPECT_NE(error_of(header_file(R"({"w":{"dtype":"F32","shape":[9223372036854775808],"data_offsets":[0,0]}})", 0))
                 .find("non-negative integers"),
             std::string::npos);

@@ -103,6 +103,14 @@ TEST(Resume, StateFieldsMustFitTheConfig) {
             std::string::npos);
 }
 
+TEST(Resume, HowOftenToLogEvalAndSaveAndHowManyThreadsMayChange) {
+  TinyRun r;
+  train_and_save(r, 2);
+  Trainer t(r.config({"checkpoint.every=3", "log.every=1", "eval.every=2", "train.threads=0", "eval.batches=1"}),
+            World{}, kResume);
+  EXPECT_EQ(t.current_step(), 2);
+}
+
 TEST(Resume, AChangedTrainStepsIsAnnounced) {
   TinyRun r;
   train_and_save(r, 3);
@@ -195,6 +203,17 @@ TEST(Data, NeverReplacesAFolderItDidNotPrepare) {
   for (const auto& e : fs::directory_iterator(empty))
     if (e.path().filename().string().rfind("train_", 0) == 0) fs::remove(e.path());
   EXPECT_NO_THROW(Trainer(r.config({"data.dir=" + empty, "run.name=b"}), World{}, kFresh));
+  // Re-preparing one of our folders replaces it whole: no shard of a larger earlier run survives,
+  // and a trailing '/' names the same folder (the temp folder is a sibling, not inside it).
+  auto bpe = make_tokenizer("byte", "");
+  const std::string out = r.dir + "/re";
+  prepare_shards({r.dir + "/corpus.txt"}, *bpe, out, 0.1, 0, 5000);
+  ASSERT_TRUE(fs::exists(out + "/train_000003.bin"));
+  prepare_shards({r.dir + "/corpus.txt"}, *bpe, out + "/", 0.1, 0, 100000);
+  EXPECT_FALSE(fs::exists(out + "/train_000003.bin"));
+  EXPECT_TRUE(fs::exists(out + "/train_000000.bin"));
+  for (const auto& e : fs::directory_iterator(r.dir))
+    EXPECT_EQ(e.path().filename().string().find(".tmp."), std::string::npos) << e.path();
   // `data prepare` refuses a foreign non-empty output folder too.
   auto tok = make_tokenizer("byte", "");
   EXPECT_THROW(prepare_shards({r.dir + "/corpus.txt"}, *tok, mine, 0.1), std::runtime_error);

@@ -55,6 +55,7 @@ Target safetensors_target() {
              encode_safetensors({{"scalar", at::randn({})}, {"empty", at::zeros({0, 5})},
                                  {"ids", at::arange(6, at::kLong).view({2, 3})}}),
              encode_safetensors({{"bf", at::randn({2, 2, 2}).to(at::kBFloat16)}, {"u8", at::zeros({7}, at::kByte)}}),
+             encode_safetensors({{"none", at::zeros({0, 3, 4})}, {"f64", at::randn({1, 1, 1, 2}, at::kDouble)}}),
              encode_safetensors({})};
   t.tokens = boundary_numbers();
   for (const char* tok : {"\"", "{", "}", "[", "]", ",", ":", "\"dtype\"", "\"shape\"", "\"data_offsets\"",

@@ -57,7 +57,7 @@ void add_generate(CLI::App& app, Action& action) {
       Checkpoint ck = load_checkpoint_verbose(a->ckpt.empty() ? a->run : a->ckpt);
       const c10::Device device = resolve_device(cfg.train);
       LanguageModel model = build_model(cfg, device);
-      load_weights(model, ck.model, ck.dir);
+      load_weights(model, ck.model, ck.dir + "/model.safetensors");
       model->eval();
       at::NoGradGuard no_grad;
       at::manual_seed(static_cast<uint64_t>(a->seed));

@@ -13,7 +13,8 @@
 namespace attnlab::cli {
 
 RunConfig load_config_or_run(const std::string& path, const std::vector<std::string>& overrides) {
-  if (std::filesystem::is_directory(path)) return load_run_config(path + "/config.yaml", overrides);
+  std::error_code ec;  // a hostile path (too long, unreadable) is the recipe loader's error to report
+  if (std::filesystem::is_directory(path, ec)) return load_run_config(path + "/config.yaml", overrides);
   return load_run_config(path, overrides);
 }
 
@@ -55,7 +56,7 @@ void add_eval(CLI::App& app, Action& action) {
       RunConfig cfg = load_config_or_run(*run, *sets);
       Checkpoint ck = load_checkpoint_verbose(ckpt->empty() ? *run : *ckpt);
       Trainer trainer(cfg, World{}, TrainerOptions{false, false, true});
-      load_weights(trainer.model(), ck.model, ck.dir);
+      load_weights(trainer.model(), ck.model, ck.dir + "/model.safetensors");
       trainer.model()->eval();
       const double loss = trainer.evaluate();
       fmt::print("{}: val loss {:.4f} | val ppl {:.3f} | {} batches of {}x{}\n", ck.dir, loss,
