@@ -17,7 +17,7 @@ export CCACHE_MAXSIZE="${CCACHE_MAXSIZE:-5G}"
 
 APT_PACKAGES=(cmake ninja-build ccache g++ python3-venv libyaml-cpp-dev libfmt-dev libgtest-dev
               libbenchmark-dev nlohmann-json3-dev libcli11-dev mold fortunes fortune-mod
-              pkg-config libsentencepiece-dev sentencepiece)
+              pkg-config libsentencepiece-dev sentencepiece libgloo-dev)
 
 log() { printf '[setup] %s\n' "$*" >&2; }
 
@@ -49,7 +49,12 @@ install_torch_venv() {
     "$(find_python)" -m venv "$VENV.partial"
     "$VENV.partial/bin/pip" install -q --progress-bar off "torch==$TORCH_VERSION"
     rm -rf "$VENV"
-    mv "$VENV.partial" "$VENV"   # only bin/python is used, so the renamed venv stays valid
+    mv "$VENV.partial" "$VENV"
+  fi
+  # The venv was built at $VENV.partial: its console scripts (torchrun, pip) and activate name
+  # that path. Point them at the final one (idempotent; also repairs venvs made before this).
+  if grep -lq "$VENV.partial" "$VENV"/bin/* 2>/dev/null; then
+    grep -l "$VENV.partial" "$VENV"/bin/* 2>/dev/null | xargs sed -i "s|$VENV.partial|$VENV|g"
   fi
   # The project-local venv is a link into the versioned cache, so fresh clones reuse it.
   if [ "$(readlink "$ATTNLAB_ROOT/.venv" 2>/dev/null)" != "$VENV" ]; then

@@ -1,16 +1,22 @@
 #include "framework/dist/world.h"
 
+#include <cerrno>
 #include <cstdlib>
 #include <stdexcept>
 
 namespace attnlab {
 namespace {
+bool has(const char* name) {
+  const char* v = std::getenv(name);
+  return v && *v;
+}
 int64_t env_int(const char* name, int64_t fallback) {
   const char* v = std::getenv(name);
   if (!v || !*v) return fallback;
   char* end = nullptr;
+  errno = 0;
   long long x = std::strtoll(v, &end, 10);
-  if (*end != '\0' || x < 0)
+  if (*end != '\0' || x < 0 || errno == ERANGE)
     throw std::invalid_argument(std::string("environment ") + name + "='" + v +
                                 "' is not a non-negative integer");
   return x;
@@ -23,20 +29,35 @@ std::string env_str(const char* name) {
 
 World world_from_env() {
   World w;
-  w.world_size = env_int("WORLD_SIZE", 1);
-  w.rank = env_int("RANK", 0);
-  w.local_rank = env_int("LOCAL_RANK", 0);
-  w.local_world_size = env_int("LOCAL_WORLD_SIZE", w.world_size);
+  // The first launcher whose variables are present wins: torchrun's, then Slurm's, then MPI's.
+  struct Names { const char *rank, *size, *local_rank, *local_size, *launcher; };
+  const Names launchers[] = {
+      {"RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "torchrun"},
+      {"SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID", "SLURM_NTASKS_PER_NODE", "slurm"},
+      {"OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_RANK",
+       "OMPI_COMM_WORLD_LOCAL_SIZE", "mpi"}};
+  Names n = launchers[0];
+  for (const Names& l : launchers)
+    if (has(l.rank) || has(l.size)) {
+      n = l;
+      w.launcher = l.launcher;
+      break;
+    }
+  w.world_size = env_int(n.size, 1);
+  w.rank = env_int(n.rank, 0);
+  w.local_rank = env_int(n.local_rank, 0);
+  w.local_world_size = env_int(n.local_size, w.world_size);
   w.master_addr = env_str("MASTER_ADDR");
   w.master_port = env_str("MASTER_PORT");
-  if (w.world_size < 1) throw std::invalid_argument("environment WORLD_SIZE must be >= 1");
+  w.agent_store = env_str("TORCHELASTIC_USE_AGENT_STORE") == "True";
+  w.restart_count = env_int("TORCHELASTIC_RESTART_COUNT", 0);
+  if (w.world_size < 1) throw std::invalid_argument(std::string("environment ") + n.size + " must be >= 1");
   if (w.rank >= w.world_size)
-    throw std::invalid_argument("environment RANK=" + std::to_string(w.rank) +
-                                " is not below WORLD_SIZE=" + std::to_string(w.world_size));
-  if (w.world_size > 1)
-    throw std::invalid_argument(
-        "WORLD_SIZE=" + std::to_string(w.world_size) +
-        ": multi-process training (data/context parallel) is not implemented yet");
+    throw std::invalid_argument(std::string("environment ") + n.rank + "=" + std::to_string(w.rank) +
+                                " is not below " + n.size + "=" + std::to_string(w.world_size));
+  if (w.local_rank >= w.local_world_size)
+    throw std::invalid_argument(std::string("environment ") + n.local_rank + "=" + std::to_string(w.local_rank) +
+                                " is not below " + n.local_size + "=" + std::to_string(w.local_world_size));
   return w;
 }
 

@@ -47,6 +47,10 @@ double peak_flops(c10::Device d) {
 
 Trainer::Trainer(RunConfig cfg, World world, TrainerOptions opts)
     : cfg_(std::move(cfg)), world_(world), opts_(opts), device_(resolve_device(cfg_.train)) {
+  if (world_.world_size > 1)
+    throw ConfigError({fmt::format("{} ranks from {}: the trainer does not do data parallelism yet "
+                                   "(framework/dist/communicator.h has the collectives); run one process",
+                                   world_.world_size, world_.launcher)});
   check_thread_count(cfg_.train);
   if (!device_.is_cuda() && cfg_.train.threads > 0) at::set_num_threads(cfg_.train.threads);
   model_ = build_model(cfg_, device_);

@@ -91,6 +91,36 @@ TEST(World, ReadsTorchrunEnvironmentAndRejectsBadValues) {
   EXPECT_THROW(world_from_env(), std::invalid_argument);
   ::unsetenv("RANK"), ::unsetenv("WORLD_SIZE"), ::unsetenv("LOCAL_RANK");
   EXPECT_EQ(world_from_env().world_size, 1);
+  // torchrun's agent store, then the Slurm and Open MPI fallbacks.
+  ::setenv("RANK", "1", 1), ::setenv("WORLD_SIZE", "4", 1), ::setenv("LOCAL_RANK", "1", 1);
+  ::setenv("LOCAL_WORLD_SIZE", "2", 1), ::setenv("TORCHELASTIC_USE_AGENT_STORE", "True", 1);
+  ::setenv("TORCHELASTIC_RESTART_COUNT", "3", 1);
+  World t = world_from_env();
+  EXPECT_EQ(t.world_size, 4);
+  EXPECT_TRUE(t.agent_store);
+  EXPECT_EQ(t.restart_count, 3);
+  EXPECT_EQ(t.launcher, "torchrun");
+  for (const char* v : {"RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "TORCHELASTIC_USE_AGENT_STORE",
+                        "TORCHELASTIC_RESTART_COUNT"})
+    ::unsetenv(v);
+  ::setenv("SLURM_PROCID", "5", 1), ::setenv("SLURM_NTASKS", "8", 1), ::setenv("SLURM_LOCALID", "1", 1);
+  ::setenv("SLURM_NTASKS_PER_NODE", "4", 1);
+  World s = world_from_env();
+  EXPECT_EQ(s.rank, 5);
+  EXPECT_EQ(s.world_size, 8);
+  EXPECT_EQ(s.local_rank, 1);
+  EXPECT_EQ(s.launcher, "slurm");
+  for (const char* v : {"SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID", "SLURM_NTASKS_PER_NODE"}) ::unsetenv(v);
+  ::setenv("OMPI_COMM_WORLD_RANK", "2", 1), ::setenv("OMPI_COMM_WORLD_SIZE", "2", 1);
+  EXPECT_THROW(world_from_env(), std::invalid_argument);  // rank 2 of 2
+  ::setenv("OMPI_COMM_WORLD_RANK", "1", 1);
+  EXPECT_EQ(world_from_env().launcher, "mpi");
+  ::unsetenv("OMPI_COMM_WORLD_RANK"), ::unsetenv("OMPI_COMM_WORLD_SIZE");
+  // The trainer still runs one process only, and says so.
+  World two;
+  two.world_size = 2;
+  TinyRun r;
+  EXPECT_THROW(Trainer(r.config(), two, {false, false, true}), ConfigError);
 }
 
 TEST(Checkpoint, AtomicLatestAndPruning) {

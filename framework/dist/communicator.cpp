@@ -1,0 +1,165 @@
+#include "framework/dist/communicator.h"
+
+#include <ATen/ops/empty.h>
+#include <fmt/format.h>
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+
+#include <cstdlib>
+#include <stdexcept>
+
+namespace attnlab {
+
+struct Communicator::Groups {
+  c10::intrusive_ptr<c10d::Store> store;
+  c10::intrusive_ptr<c10d::Backend> backend;
+};
+
+void CommStats::add(const std::string& what, int64_t n) {
+  bytes[what] += n;
+  calls[what] += 1;
+}
+
+namespace {
+
+int64_t nbytes(const at::Tensor& t) { return t.numel() * static_cast<int64_t>(t.element_size()); }
+
+uint16_t parse_port(const std::string& text) {
+  char* end = nullptr;
+  const long p = std::strtol(text.c_str(), &end, 10);
+  if (text.empty() || *end != '\0' || p < 1 || p > 65535)
+    throw std::invalid_argument("MASTER_PORT='" + text + "' is not a port number (1..65535)");
+  return static_cast<uint16_t>(p);
+}
+
+// Rendezvous (docs/parallelism.md): under torchrun's agent every rank is a client; otherwise
+// rank 0 listens. Keys of each restart attempt live under their own prefix.
+c10::intrusive_ptr<c10d::Store> join_store(const World& w, std::chrono::milliseconds timeout) {
+  if (w.master_addr.empty() || w.master_port.empty())
+    throw std::invalid_argument(fmt::format("a {}-process job needs MASTER_ADDR and MASTER_PORT", w.world_size));
+  c10d::TCPStoreOptions o;
+  o.port = parse_port(w.master_port);
+  o.isServer = !w.agent_store && w.rank == 0;
+  o.numWorkers = w.agent_store ? std::nullopt : std::optional<std::size_t>(w.world_size);
+  o.waitWorkers = !w.agent_store;
+  o.timeout = timeout;
+  c10::intrusive_ptr<c10d::Store> store;
+  try {
+    store = c10::make_intrusive<c10d::TCPStore>(w.master_addr, o);
+  } catch (const std::exception& e) {
+    throw std::runtime_error(fmt::format("rank {}: cannot {} the store at {}:{} within {} s: {}", w.rank,
+                                         o.isServer ? "host" : "reach", w.master_addr, w.master_port,
+                                         timeout.count() / 1000, e.what()));
+  }
+  const std::string attempt = (w.agent_store ? "/worker/attempt_" : "attnlab/attempt_") +
+                              std::to_string(w.restart_count);
+  return c10::make_intrusive<c10d::PrefixStore>(attempt, store);
+}
+
+// The network Gloo binds (docs/parallelism.md): GLOO_SOCKET_IFNAME names an interface; else
+// ATTNLAB_GLOO_HOSTNAME an address of this host; else loopback when the master is on loopback
+// (a single machine); else the address this host's name resolves to.
+std::shared_ptr<gloo::transport::Device> gloo_device(const World& w) {
+  if (const char* ifname = std::getenv("GLOO_SOCKET_IFNAME"); ifname && *ifname)
+    return c10d::ProcessGroupGloo::createDeviceForInterface(ifname);
+  if (const char* host = std::getenv("ATTNLAB_GLOO_HOSTNAME"); host && *host)
+    return c10d::ProcessGroupGloo::createDeviceForHostname(host);
+  if (w.master_addr == "localhost" || w.master_addr.rfind("127.", 0) == 0)
+    return c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1");
+  return c10d::ProcessGroupGloo::createDefaultDevice();
+}
+
+c10d::ReduceOp to_c10d(ReduceOp op) {
+  switch (op) {
+    case ReduceOp::sum: return c10d::ReduceOp::SUM;
+    case ReduceOp::max: return c10d::ReduceOp::MAX;
+    case ReduceOp::min: return c10d::ReduceOp::MIN;
+  }
+  return c10d::ReduceOp::SUM;
+}
+
+}  // namespace
+
+Communicator::Communicator(const World& world, CommOptions opts)
+    : rank_(world.rank), size_(world.world_size) {
+  if (size_ == 1) return;
+  if (opts.backend != "gloo") throw std::invalid_argument("communicator backend '" + opts.backend + "': only gloo exists yet");
+  groups_ = std::make_unique<Groups>();
+  groups_->store = join_store(world, opts.timeout);
+  auto g = c10d::ProcessGroupGloo::Options::create();
+  g->devices.push_back(gloo_device(world));
+  g->timeout = opts.timeout;
+  groups_->backend = c10::make_intrusive<c10d::ProcessGroupGloo>(
+      c10::make_intrusive<c10d::PrefixStore>("gloo", groups_->store), static_cast<int>(rank_),
+      static_cast<int>(size_), g);
+}
+
+Communicator::~Communicator() = default;
+
+c10d::Store* Communicator::store() const { return groups_ ? groups_->store.get() : nullptr; }
+
+void Communicator::all_reduce(at::Tensor& t, ReduceOp op) {
+  stats_.add("all_reduce", nbytes(t));
+  if (size_ == 1) return;
+  std::vector<at::Tensor> ts{t};
+  c10d::AllreduceOptions o;
+  o.reduceOp = to_c10d(op);
+  groups_->backend->allreduce(ts, o)->wait();
+}
+
+void Communicator::broadcast(at::Tensor& t, int64_t root) {
+  stats_.add("broadcast", nbytes(t));
+  if (size_ == 1) return;
+  std::vector<at::Tensor> ts{t};
+  c10d::BroadcastOptions o;
+  o.rootRank = root;
+  groups_->backend->broadcast(ts, o)->wait();
+}
+
+std::vector<at::Tensor> Communicator::all_gather(const at::Tensor& in) {
+  stats_.add("all_gather", nbytes(in));
+  if (size_ == 1) return {in.clone()};
+  std::vector<std::vector<at::Tensor>> out(1);
+  for (int64_t r = 0; r < size_; ++r) out[0].push_back(at::empty_like(in));
+  std::vector<at::Tensor> ins{in.contiguous()};
+  groups_->backend->allgather(out, ins)->wait();
+  return out[0];
+}
+
+at::Tensor Communicator::reduce_scatter(const at::Tensor& in) {
+  if (in.dim() != 1 || in.numel() % size_ != 0)
+    throw std::invalid_argument(fmt::format("reduce_scatter: input of shape {} is not flat with a multiple of {} elements",
+                                            c10::str(in.sizes()), size_));
+  stats_.add("reduce_scatter", nbytes(in));
+  if (size_ == 1) return in.clone();
+  // Gloo has no reduce-scatter of its own: an all-reduce, then this rank's slice. Twice the
+  // traffic of a ring reduce-scatter, counted as such above; NCCL will do it natively.
+  at::Tensor full = in.contiguous().clone();
+  std::vector<at::Tensor> ts{full};
+  groups_->backend->allreduce(ts)->wait();
+  const int64_t n = in.numel() / size_;
+  return full.narrow(0, rank_ * n, n).clone();
+}
+
+void Communicator::send(at::Tensor& t, int64_t dst, int tag) {
+  stats_.add("send", nbytes(t));
+  if (size_ == 1) throw std::invalid_argument("send: a one-process world has no peer");
+  std::vector<at::Tensor> ts{t};
+  groups_->backend->send(ts, static_cast<int>(dst), tag)->wait();
+}
+
+void Communicator::recv(at::Tensor& t, int64_t src, int tag) {
+  stats_.add("recv", nbytes(t));
+  if (size_ == 1) throw std::invalid_argument("recv: a one-process world has no peer");
+  std::vector<at::Tensor> ts{t};
+  groups_->backend->recv(ts, static_cast<int>(src), tag)->wait();
+}
+
+void Communicator::barrier() {
+  stats_.add("barrier", 0);
+  if (size_ == 1) return;
+  groups_->backend->barrier()->wait();
+}
+
+}  // namespace attnlab
