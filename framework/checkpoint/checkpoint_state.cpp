@@ -80,6 +80,7 @@ std::string encode_state(const CheckpointState& s) {
                {"data_cursor", s.data_cursor},
                {"train_steps", s.train_steps},
                {"seed", s.seed},
+               {"world_size", s.world_size},
                {"config_hash", s.config_hash},
                {"attnlab_version", s.attnlab_version},
                {"files", files}};
@@ -123,6 +124,7 @@ CheckpointState decode_state(const std::string& text, const std::string& file) {
   if (s.step > s.train_steps)
     throw r.error("step", fmt::format("{} is past train_steps {}", s.step, s.train_steps));
   s.seed = r.integer("seed", 0, kMax);
+  s.world_size = r.integer("world_size", 1, 1 << 24);
   s.config_hash = r.hex("config_hash");
   s.attnlab_version = r.text("attnlab_version");
   const json& files = r.at("files");

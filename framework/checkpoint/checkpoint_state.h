@@ -33,6 +33,7 @@ struct CheckpointState {
   int64_t data_cursor = 0;      ///< the train sampler's position (samples per rank)
   int64_t train_steps = 0;      ///< train.steps of the run that wrote it (the lr horizon)
   int64_t seed = 0;
+  int64_t world_size = 1;       ///< data-parallel ranks of the run that wrote it
   std::string config_hash;      ///< RunConfig::model_hash()
   std::string attnlab_version;
   std::map<std::string, FileDigest> files;  ///< every other file of the checkpoint folder

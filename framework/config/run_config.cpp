@@ -81,6 +81,7 @@ RunConfig parse_run_config(const YamlSource& src) {
   root.section("eval", cfg.eval, "");
   root.section("checkpoint", cfg.checkpoint, "");
   root.section("log", cfg.log, "");
+  root.section("parallel", cfg.parallel, "");
   root.finish();
   if (!errors.empty()) throw ConfigError(errors);
   try {
@@ -136,6 +137,7 @@ std::string RunConfig::to_yaml() const {
   v.section("eval", copy.eval, "");
   v.section("checkpoint", copy.checkpoint, "");
   v.section("log", copy.log, "");
+  v.section("parallel", copy.parallel, "");
   out << YAML::EndMap;
   return std::string(out.c_str()) + "\n";
 }
@@ -153,6 +155,7 @@ std::string RunConfig::model_hash() const {
   copy.eval = EvalConfig{};
   copy.checkpoint = CheckpointConfig{};
   copy.log = LogConfig{};
+  copy.parallel = ParallelConfig{};
   const std::string text = copy.to_yaml();
   uint64_t h = 1469598103934665603ull;
   for (unsigned char c : text) h = (h ^ c) * 1099511628211ull;

@@ -137,6 +137,15 @@ struct LogConfig {
   }
 };
 
+struct ParallelConfig {
+  int64_t timeout_s = 300;  ///< a collective or rendezvous taking longer is an error
+  int64_t bucket_mb = 25;   ///< gradient all-reduce bucket size
+  template <class V> void visit(V& v) {
+    v("timeout_s", timeout_s, "seconds before a stuck collective or rendezvous fails", Bounds{1, 86400});
+    v("bucket_mb", bucket_mb, "data parallel: MB of gradients per all-reduce", Bounds{1, 4096});
+  }
+};
+
 struct RunConfig {
   RunSection run;
   ModelConfig model;
@@ -146,13 +155,14 @@ struct RunConfig {
   EvalConfig eval;
   CheckpointConfig checkpoint;
   LogConfig log;
+  ParallelConfig parallel;
 
   /// Cross-field rules; throws ConfigError with every broken rule.
   void validate() const;
   /// The resolved config as YAML (saved as runs/<name>/config.yaml).
   std::string to_yaml() const;
   /// FNV-1a of to_yaml() minus what a resume may change (run.*, train.steps/threads/device,
-  /// optim.warmup_steps, eval.*, checkpoint.*, log.*), stored in checkpoints.
+  /// optim.warmup_steps, eval.*, checkpoint.*, log.*, parallel.*), stored in checkpoints.
   std::string model_hash() const;
   std::string run_dir() const { return run.dir + "/" + run.name; }
 };

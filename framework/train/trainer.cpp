@@ -8,6 +8,7 @@
 #include <ATen/ops/cross_entropy_loss.h>
 #include <ATen/ops/linalg_vector_norm.h>
 #include <ATen/ops/stack.h>
+#include <ATen/ops/tensor.h>
 #include <ATen/ops/zeros.h>
 #include <fmt/format.h>
 
@@ -47,18 +48,29 @@ double peak_flops(c10::Device d) {
 
 Trainer::Trainer(RunConfig cfg, World world, TrainerOptions opts)
     : cfg_(std::move(cfg)), world_(world), opts_(opts), device_(resolve_device(cfg_.train)) {
-  if (world_.world_size > 1)
-    throw ConfigError({fmt::format("{} ranks from {}: the trainer does not do data parallelism yet "
-                                   "(framework/dist/communicator.h has the collectives); run one process",
-                                   world_.world_size, world_.launcher)});
   check_thread_count(cfg_.train);
   if (!device_.is_cuda() && cfg_.train.threads > 0) at::set_num_threads(cfg_.train.threads);
+  if (world_.world_size > 1) {
+    if (device_.is_cuda())
+      throw ConfigError({"config: train.device: data parallelism runs on CPU (Gloo) for now; NCCL is not wired in"});
+    CommOptions co;
+    co.timeout = std::chrono::seconds(cfg_.parallel.timeout_s);
+    comm_ = std::make_unique<Communicator>(world_, co);
+    dp_ = std::make_unique<DataParallel>(*comm_, cfg_.parallel.bucket_mb << 20);
+    dp_->check_same_config(cfg_.model_hash());
+  }
   model_ = build_model(cfg_, device_);
   optimizer_ = std::make_unique<AdamW>(named_parameters(model_), cfg_.optim);
-  train_data_ = std::make_unique<BatchSampler>(open_split(cfg_, "train"), cfg_.data.seq_len,
-                                               cfg_.run.seed, world_.rank, world_.world_size);
-  // Built now so that a validation split shorter than one window fails before step 1.
-  val_data_ = std::make_unique<BatchSampler>(open_split(cfg_, "val"), cfg_.data.seq_len, cfg_.run.seed);
+  // Rank 0 prepares the data (if needed) before the others open it.
+  auto open_data = [&] {
+    train_data_ = std::make_unique<BatchSampler>(open_split(cfg_, "train"), cfg_.data.seq_len,
+                                                 cfg_.run.seed, world_.rank, world_.world_size);
+    // Built now so that a validation split shorter than one window fails before step 1.
+    val_data_ = std::make_unique<BatchSampler>(open_split(cfg_, "val"), cfg_.data.seq_len, cfg_.run.seed);
+  };
+  if (comm_ && !world_.is_main()) comm_->barrier();
+  open_data();
+  if (comm_ && world_.is_main()) comm_->barrier();
   flops_per_token_ = model_->train_flops_per_token(cfg_.data.seq_len);
   peak_flops_ = peak_flops(device_);
   tokens_per_step_ = cfg_.train.batch_size * cfg_.train.grad_accum * cfg_.data.seq_len *
@@ -70,6 +82,7 @@ Trainer::Trainer(RunConfig cfg, World world, TrainerOptions opts)
     throw ConfigError({fmt::format("{} already holds checkpoints: pass --resume to continue it, "
                                    "or choose another run.name", cfg_.run_dir())});
   if (opts_.resume) resume_from_newest();
+  if (dp_) dp_->sync_parameters(model_->parameters());  // identical start, checked
   if (opts_.write_outputs) prepare_run_dir();
   const bool writer = opts_.write_outputs && world_.is_main();
   metrics_ = std::make_unique<MetricsSink>(writer ? cfg_.run_dir() : "", cfg_.log.tensorboard);
@@ -81,7 +94,12 @@ void Trainer::say(const std::string& text) {
 }
 
 void Trainer::save() {
-  if (!opts_.write_outputs || !world_.is_main() || saved_step_ == step_) return;
+  if (!opts_.write_outputs || saved_step_ == step_) return;
+  if (!world_.is_main()) {  // rank 0 writes; the others wait until the checkpoint is complete
+    if (comm_) comm_->barrier();
+    saved_step_ = step_;
+    return;
+  }
   CheckpointState state;
   state.step = step_;
   state.optimizer_steps = optimizer_->steps();
@@ -89,11 +107,13 @@ void Trainer::save() {
   state.data_cursor = train_data_->cursor;
   state.train_steps = cfg_.train.steps;
   state.seed = cfg_.run.seed;
+  state.world_size = world_.world_size;
   state.config_hash = cfg_.model_hash();
   state.attnlab_version = ATTNLAB_VERSION;
   save_checkpoint(cfg_.run_dir(), named_parameters(model_), optimizer_->state(), state,
                   cfg_.checkpoint.keep);
   saved_step_ = step_;
+  if (comm_) comm_->barrier();
 }
 
 bool Trainer::should_log(int64_t s) const { return s % cfg_.log.every == 0 || s == cfg_.train.steps; }
@@ -132,6 +152,9 @@ StepResult Trainer::step() {
   if (autocast) at::autocast::clear_cache();
   r.fwd_bwd_s = seconds_since(t0);
   t0 = clock::now();
+  // Data parallel: mean gradients over ranks before the norm, so every rank clips and steps
+  // identically (docs/parallelism.md).
+  if (dp_) dp_->average_gradients(model_->parameters());
   // Global grad norm in fp32 (a norm of per-tensor norms), fetched with the losses in one sync.
   std::vector<at::Tensor> grads;
   for (const auto& p : model_->parameters())
@@ -139,6 +162,12 @@ StepResult Trainer::step() {
   at::Tensor gnorm = grads.empty() ? at::zeros({1}, micro_losses[0].options())
                                    : at::linalg_vector_norm(at::stack(at::_foreach_norm(grads)).to(at::kFloat))
                                          .reshape({1});
+  if (dp_) {
+    // The logged loss is the global mean; a non-finite loss on any rank makes every rank skip.
+    at::Tensor losses = at::cat(micro_losses);
+    dp_->mean(losses);
+    micro_losses = {losses};
+  }
   micro_losses.push_back(gnorm);
   const at::Tensor host = at::cat(micro_losses).to(at::kCPU, at::kDouble);  // the step's one sync
   const double* v = host.const_data_ptr<double>();
@@ -179,14 +208,22 @@ double Trainer::evaluate() {
   at::NoGradGuard no_grad;
   MixerContext ctx{/*training=*/false, cfg_.train.kernel};
   double sum = 0;
+  // Global batch b is windows [b·B·W, (b+1)·B·W); rank r evaluates its slice r, and the mean
+  // over all slices is the same for every world size (equal slice sizes).
+  const int64_t W = world_.world_size, B = cfg_.train.batch_size;
   for (int64_t b = 0; b < cfg_.eval.batches; ++b) {
-    at::Tensor batch = val_data_->sequential(b * cfg_.train.batch_size, cfg_.train.batch_size).to(device_);
+    at::Tensor batch = val_data_->sequential((b * W + world_.rank) * B, B).to(device_);
     at::Tensor logits = model_->forward(batch.narrow(1, 0, cfg_.data.seq_len), ctx);
     sum += at::cross_entropy_loss(logits.reshape({-1, logits.size(-1)}),
                                   batch.narrow(1, 1, cfg_.data.seq_len).reshape({-1}))
                .item<double>();
   }
-  return sum / static_cast<double>(cfg_.eval.batches);
+  if (dp_) {
+    at::Tensor total = at::tensor({sum}, at::kDouble);
+    dp_->comm().all_reduce(total);
+    sum = total.item<double>();
+  }
+  return sum / static_cast<double>(cfg_.eval.batches * W);
 }
 
 void Trainer::log_progress(const StepResult& r, double step_seconds, double elapsed) {
@@ -202,15 +239,20 @@ void Trainer::log_progress(const StepResult& r, double step_seconds, double elap
 }
 
 int Trainer::train() {
-  say(fmt::format("model: {} layers, {:.2f}M parameters, {:.1f} MFLOP/token (fwd+bwd); device {}\n",
+  say(fmt::format("model: {} layers, {:.2f}M parameters, {:.1f} MFLOP/token (fwd+bwd); device {}{}\n",
                   cfg_.model.layers, model_->num_parameters() / 1e6, flops_per_token_ / 1e6,
-                  device_.str()));
+                  device_.str(),
+                  dp_ ? fmt::format("; data parallel: {} ranks over gloo (launched by {})",
+                                    world_.world_size, world_.launcher)
+                      : ""));
   model_->train();
   using clock = std::chrono::steady_clock;
   const auto start = clock::now();
   auto window_start = start;
   int64_t window_steps = 0;
   while (step_ < cfg_.train.steps) {
+    // A stop on any rank (a signal, a closed pipe on rank 0) stops all of them at the same step.
+    if (dp_ && dp_->any(stop_requested)) stop_requested = true;
     if (stop_requested) {
       save();
       say(fmt::format("interrupted: saved a checkpoint at step {} in {}\n", step_, cfg_.run_dir()));

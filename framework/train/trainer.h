@@ -13,6 +13,7 @@
 #include "framework/log/metrics.h"
 #include "framework/model/language_model.h"
 #include "framework/train/adamw.h"
+#include "framework/train/data_parallel.h"
 #include "framework/util/run_lock.h"
 
 namespace attnlab {
@@ -66,6 +67,8 @@ class Trainer {
   std::unique_ptr<AdamW> optimizer_;
   std::unique_ptr<BatchSampler> train_data_, val_data_;
   std::unique_ptr<RunLock> lock_;
+  std::unique_ptr<Communicator> comm_;  ///< only when world_size > 1
+  std::unique_ptr<DataParallel> dp_;
   std::unique_ptr<MetricsSink> metrics_;
   int64_t step_ = 0, skipped_steps_ = 0;
   int64_t saved_step_ = -1;  ///< the step of the newest complete checkpoint of this process

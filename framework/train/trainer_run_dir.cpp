@@ -17,7 +17,8 @@ namespace {
 
 // The saved counters must be the ones this config could have produced: every step consumes
 // grad_accum micro-batches of batch_size samples, skipped or not.
-void check_state_against_config(const CheckpointState& s, const RunConfig& cfg, const std::string& file) {
+void check_state_against_config(const CheckpointState& s, const RunConfig& cfg, int64_t world_size,
+                                const std::string& file) {
   std::vector<std::string> errors;
   if (s.config_hash != cfg.model_hash())
     errors.push_back(fmt::format("config_hash {} is not this config's {}: the checkpoint was "
@@ -32,6 +33,9 @@ void check_state_against_config(const CheckpointState& s, const RunConfig& cfg, 
   if (__builtin_mul_overflow(s.step, per_step, &expected_cursor) || s.data_cursor != expected_cursor)
     errors.push_back(fmt::format("data_cursor {} is not step {} x {} samples per step", s.data_cursor,
                                  s.step, per_step));
+  if (s.world_size != world_size)
+    errors.push_back(fmt::format("written by {} ranks, resumed by {}: resuming across world sizes is "
+                                 "not supported yet", s.world_size, world_size));
   if (s.seed != cfg.run.seed)
     errors.push_back(fmt::format("seed {} differs from run.seed {}: the data order would change",
                                  s.seed, cfg.run.seed));
@@ -52,7 +56,7 @@ void Trainer::resume_from_newest() {
   }
   Checkpoint& ck = *found.checkpoint;
   const std::string state_file = ck.dir + "/state.json";
-  check_state_against_config(ck.state, cfg_, state_file);
+  check_state_against_config(ck.state, cfg_, world_.world_size, state_file);
   load_weights(model_, ck.model, ck.dir + "/model.safetensors");
   optimizer_->load_state(ck.optimizer.tensors, ck.state.optimizer_steps, ck.dir + "/optimizer.safetensors");
   step_ = saved_step_ = ck.state.step;

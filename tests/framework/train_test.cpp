@@ -116,11 +116,16 @@ TEST(World, ReadsTorchrunEnvironmentAndRejectsBadValues) {
   ::setenv("OMPI_COMM_WORLD_RANK", "1", 1);
   EXPECT_EQ(world_from_env().launcher, "mpi");
   ::unsetenv("OMPI_COMM_WORLD_RANK"), ::unsetenv("OMPI_COMM_WORLD_SIZE");
-  // The trainer still runs one process only, and says so.
+  // A multi-process world without a store address is an error naming what is missing.
   World two;
   two.world_size = 2;
   TinyRun r;
-  EXPECT_THROW(Trainer(r.config(), two, {false, false, true}), ConfigError);
+  try {
+    Trainer t(r.config(), two, {false, false, true});
+    ADD_FAILURE() << "joined a job with no MASTER_ADDR";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("needs MASTER_ADDR and MASTER_PORT"), std::string::npos) << e.what();
+  }
 }
 
 TEST(Checkpoint, AtomicLatestAndPruning) {

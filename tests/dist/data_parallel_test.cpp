@@ -1,0 +1,155 @@
+// Data parallelism end to end through the real binary and `attnlab launch`: 2 ranks × batch B
+// train the same model as 1 rank × batch 2B (with and without grad_accum), a SIGTERM to the
+// launcher checkpoints every rank and --resume continues the same loss sequence, a worker that
+// dies takes the job down with its rank named, and bad launch arguments are usage errors.
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <fstream>
+#include <sstream>
+
+#include "tests/common/test_util.h"
+#include "tests/dist/processes.h"
+
+namespace attnlab {
+namespace {
+
+struct Job {
+  std::string dir;
+  Job() : dir(testing::temp_dir("ddp")) { testing::write_corpus(dir, 300); }
+  std::vector<std::string> train_args(const std::string& name, const std::vector<std::string>& sets) const {
+    std::vector<std::string> a = {"train", ATTNLAB_SOURCE_DIR "/recipes/default.yaml"};
+    for (const std::string s :
+         {"run.dir=" + dir + "/runs", "run.name=" + name, "data.dir=" + dir + "/data",
+          "data.prepare_from=" + dir + "/corpus.txt", std::string("model.dim=32"), std::string("model.layers=2"),
+          std::string("data.seq_len=32"), std::string("eval.every=0"), std::string("eval.batches=2"),
+          std::string("checkpoint.every=0"), std::string("log.every=1"), std::string("train.threads=1"),
+          std::string("parallel.timeout_s=20")})
+      a.push_back("--set"), a.push_back(s);
+    for (const auto& s : sets) a.push_back("--set"), a.push_back(s);
+    return a;
+  }
+  // Runs `attnlab [launch --nproc-per-node N --] train ...`; returns the exit code.
+  int run(int nproc, const std::string& name, const std::vector<std::string>& sets, std::string* log = nullptr) const {
+    std::vector<std::string> argv = {ATTNLAB_BIN};
+    if (nproc > 0) argv.insert(argv.end(), {"launch", "--nproc-per-node", std::to_string(nproc), "--"});
+    for (const auto& a : train_args(name, sets)) argv.push_back(a);
+    std::vector<Child> kids = {spawn(argv, {}, dir + "/" + name + ".log")};
+    const int rc = wait_all(kids, std::chrono::seconds(240))[0];
+    if (log) *log = testing::read_file(kids[0].log);
+    return rc;
+  }
+  std::vector<double> values(const std::string& name, const std::string& key) const {
+    std::vector<double> out;
+    std::istringstream in(testing::read_file(dir + "/runs/" + name + "/metrics.jsonl"));
+    for (std::string line; std::getline(in, line);) {
+      auto j = nlohmann::json::parse(line);
+      if (j.contains(key)) out.push_back(j[key].get<double>());
+    }
+    return out;
+  }
+};
+
+void expect_same_curve(const std::vector<double>& a, const std::vector<double>& b, double tol, const std::string& what) {
+  ASSERT_EQ(a.size(), b.size()) << what;
+  ASSERT_FALSE(a.empty()) << what;
+  for (size_t i = 0; i < a.size(); ++i)
+    EXPECT_LE(std::abs(a[i] - b[i]), tol * std::abs(a[i])) << what << " at entry " << i << ": " << a[i] << " vs " << b[i];
+}
+
+TEST(DataParallel, TwoRanksOfBatchBTrainLikeOneRankOfBatch2B) {
+  Job j;
+  for (const std::string accum : {"1", "2"}) {
+    const std::vector<std::string> common = {"train.steps=8", "train.grad_accum=" + accum};
+    auto with = [&](std::vector<std::string> v, const std::string& b) { v.push_back("train.batch_size=" + b); return v; };
+    std::string log;
+    ASSERT_EQ(j.run(0, "one" + accum, with(common, "4"), &log), 0) << log;
+    ASSERT_EQ(j.run(2, "two" + accum, with(common, "2"), &log), 0) << log;
+    EXPECT_NE(log.find("data parallel: 2 ranks over gloo"), std::string::npos) << log;
+    // fp32: the same sums in another order, so equal to rounding, not bit for bit.
+    expect_same_curve(j.values("one" + accum, "train/loss"), j.values("two" + accum, "train/loss"), 1e-5,
+                      "train/loss, grad_accum " + accum);
+    expect_same_curve(j.values("one" + accum, "val/loss"), j.values("two" + accum, "val/loss"), 1e-5,
+                      "val/loss, grad_accum " + accum);
+  }
+}
+
+TEST(DataParallel, SigtermToTheLauncherCheckpointsAndResumeContinuesTheSameCurve) {
+  Job j;
+  // Long enough that the signal lands mid-run (a few ms per step).
+  const std::vector<std::string> sets = {"train.steps=300", "train.batch_size=4"};
+  ASSERT_EQ(j.run(2, "straight", sets), 0);
+  std::vector<std::string> argv = {ATTNLAB_BIN, "launch", "--nproc-per-node", "2", "--"};
+  for (const auto& a : j.train_args("split", sets)) argv.push_back(a);
+  std::vector<Child> kids = {spawn(argv, {}, j.dir + "/split.log")};
+  for (int i = 0; i < 600 && testing::read_file(kids[0].log).find("step   5/300") == std::string::npos; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  ::kill(kids[0].pid, SIGTERM);
+  const int rc = wait_all(kids, std::chrono::seconds(120))[0];
+  const std::string log = testing::read_file(kids[0].log);
+  ASSERT_EQ(rc, 0) << log;
+  ASSERT_NE(log.find("interrupted: saved a checkpoint"), std::string::npos) << log;
+  std::vector<std::string> resume = sets;
+  std::string log2;
+  auto args = j.train_args("split", resume);
+  args.push_back("--resume");
+  std::vector<std::string> argv2 = {ATTNLAB_BIN, "launch", "--nproc-per-node", "2", "--"};
+  argv2.insert(argv2.end(), args.begin(), args.end());
+  std::vector<Child> again = {spawn(argv2, {}, j.dir + "/split2.log")};
+  ASSERT_EQ(wait_all(again, std::chrono::seconds(240))[0], 0) << testing::read_file(again[0].log);
+  // Resume is exact: the same numbers as the straight run (logs trimmed to one curve).
+  expect_same_curve(j.values("straight", "train/loss"), j.values("split", "train/loss"), 0, "resumed curve");
+}
+
+TEST(DataParallel, AWorkerThatDiesStopsTheJobAndIsNamed) {
+  Job j;
+  // Rank 0 dies at its first checkpoint (the fault point ends it like kill -9); rank 1 waits in
+  // the barrier after the save until the launcher stops it.
+  std::vector<std::string> argv = {ATTNLAB_BIN, "launch", "--nproc-per-node", "2", "--"};
+  for (const auto& a : j.train_args("dies", {"train.steps=4", "train.batch_size=2"})) argv.push_back(a);
+  std::vector<Child> kids = {spawn(argv, {{"ATTNLAB_FAULT_AT", "save:begin"}}, j.dir + "/dies.log")};
+  const int rc = wait_all(kids, std::chrono::seconds(120))[0];
+  const std::string log = testing::read_file(kids[0].log);
+  EXPECT_NE(rc, 0) << log;
+  EXPECT_NE(rc, 999) << "the launcher did not exit: " << log;
+  EXPECT_NE(log.find("launch: rank 0 exited with status 86"), std::string::npos) << log;
+}
+
+TEST(DataParallel, RanksWithDifferentConfigsAreRefusedNamingBothHashes) {
+  Job j;
+  const std::string port = std::to_string(free_port());
+  std::vector<Child> kids;
+  for (int r = 0; r < 2; ++r) {
+    std::vector<std::string> argv = {ATTNLAB_BIN};
+    for (const auto& a : j.train_args("mismatch", {"train.steps=2", r == 1 ? "optim.lr=0.5" : "optim.lr=0.003"}))
+      argv.push_back(a);
+    kids.push_back(spawn(argv,
+                         {{"RANK", std::to_string(r)}, {"WORLD_SIZE", "2"}, {"LOCAL_RANK", std::to_string(r)},
+                          {"LOCAL_WORLD_SIZE", "2"}, {"MASTER_ADDR", "127.0.0.1"}, {"MASTER_PORT", port}},
+                         j.dir + "/mismatch" + std::to_string(r) + ".log"));
+  }
+  const auto codes = wait_all(kids, std::chrono::seconds(120));
+  const std::string log1 = testing::read_file(kids[1].log);
+  EXPECT_EQ(codes[1], 2) << log1;
+  EXPECT_NE(log1.find("rank 1 built config "), std::string::npos) << log1;
+  EXPECT_NE(log1.find(" but rank 0 built "), std::string::npos) << log1;
+  EXPECT_NE(codes[0], 0) << "rank 0 went on alone: " << testing::read_file(kids[0].log);
+  EXPECT_NE(codes[0], 999) << "rank 0 did not give up within parallel.timeout_s";
+}
+
+TEST(Launch, BadArgumentsAreUsageErrors) {
+  Job j;
+  auto rc_of = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), ATTNLAB_BIN);
+    std::vector<Child> kids = {spawn(args, {}, j.dir + "/bad.log")};
+    return wait_all(kids, std::chrono::seconds(60))[0];
+  };
+  EXPECT_EQ(rc_of({"launch", "--nproc-per-node", "2", "--", "eval", "x"}), 2);
+  EXPECT_EQ(rc_of({"launch", "--nproc-per-node", "2", "--nnodes", "2", "--node-rank", "3", "--", "train", "r.yaml"}), 2);
+  EXPECT_EQ(rc_of({"launch", "--nproc-per-node", "0", "--", "train", "r.yaml"}), 2);
+  EXPECT_EQ(rc_of({"launch", "--nnodes", "2", "--", "train", "r.yaml"}), 2) << "multi-node needs --master-port";
+}
+
+}  // namespace
+}  // namespace attnlab

@@ -1,0 +1,184 @@
+// attnlab launch: start the workers of one node with torchrun's environment (docs/parallelism.md,
+// "attnlab launch"), prefix their output with the rank, forward SIGINT/SIGTERM, and when a worker
+// fails end the others and exit non-zero naming it.
+//   attnlab launch --nproc-per-node N [--nnodes M --node-rank R --master-addr A --master-port P]
+//                  -- train RECIPE [--set ...]
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <csignal>
+#include <cstring>
+#include <thread>
+
+#include "framework/config/config_error.h"
+#include "framework/log/console.h"
+#include "tools/attnlab/commands.h"
+
+namespace attnlab::cli {
+namespace {
+
+std::atomic<int> forwarded_signal{0};
+
+int free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(a);
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+    ::close(fd);
+    throw std::runtime_error("launch: cannot find a free port on 127.0.0.1");
+  }
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+struct Worker {
+  pid_t pid = -1;
+  int out = -1;  ///< read end of the worker's stdout+stderr
+  int64_t rank = 0;
+  std::string pending;  ///< a partial line
+  int status = -1;      ///< exit code once reaped
+};
+
+// Forwards complete lines of `w`'s output, prefixed with its rank (rank 0 unprefixed).
+void pump(Worker& w, bool flush_partial) {
+  char buf[4096];
+  for (;;) {
+    const ssize_t n = ::read(w.out, buf, sizeof(buf));
+    if (n <= 0) break;
+    w.pending.append(buf, static_cast<size_t>(n));
+  }
+  size_t start = 0;
+  for (size_t nl; (nl = w.pending.find('\n', start)) != std::string::npos; start = nl + 1) {
+    const std::string line = w.pending.substr(start, nl - start + 1);
+    console_write(stdout, w.rank == 0 ? line : fmt::format("[rank {}] {}", w.rank, line));
+  }
+  w.pending.erase(0, start);
+  if (flush_partial && !w.pending.empty()) {
+    console_write(stdout, (w.rank == 0 ? "" : fmt::format("[rank {}] ", w.rank)) + w.pending + "\n");
+    w.pending.clear();
+  }
+}
+
+Worker start_worker(const std::vector<std::string>& args, const std::vector<std::pair<std::string, std::string>>& env,
+                    int64_t rank) {
+  int fds[2];
+  if (::pipe(fds) != 0) throw std::runtime_error("launch: pipe failed");
+  Worker w;
+  w.rank = rank;
+  w.pid = ::fork();
+  if (w.pid < 0) throw std::runtime_error("launch: fork failed");
+  if (w.pid == 0) {
+    ::dup2(fds[1], 1), ::dup2(fds[1], 2);
+    ::close(fds[0]), ::close(fds[1]);
+    for (const auto& [k, v] : env) ::setenv(k.c_str(), v.c_str(), 1);
+    std::vector<char*> argv;
+    static char self[] = "/proc/self/exe";
+    argv.push_back(self);
+    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    ::execv(self, argv.data());
+    std::fprintf(stderr, "launch: cannot exec attnlab: %s\n", std::strerror(errno));
+    ::_exit(127);
+  }
+  ::close(fds[1]);
+  ::fcntl(fds[0], F_SETFL, O_NONBLOCK);
+  w.out = fds[0];
+  return w;
+}
+
+int run_launch(int64_t nproc, int64_t nnodes, int64_t node_rank, std::string addr, int64_t port,
+               const std::vector<std::string>& args) {
+  if (args.empty() || args[0] != "train")
+    throw ConfigError({"launch: expected `-- train RECIPE [...]` after the launch options"});
+  if (node_rank >= nnodes)
+    throw ConfigError({fmt::format("launch: --node-rank {} is not below --nnodes {}", node_rank, nnodes)});
+  if (nnodes > 1 && port == 0) throw ConfigError({"launch: --master-port is required with --nnodes > 1"});
+  if (port == 0) port = free_port();
+  const int64_t world = nproc * nnodes;
+  const auto cores = static_cast<int64_t>(std::thread::hardware_concurrency());
+  const std::string threads = std::to_string(std::max<int64_t>(1, cores / nproc));
+  std::vector<Worker> workers;
+  for (int64_t local = 0; local < nproc; ++local) {
+    const int64_t rank = node_rank * nproc + local;
+    std::vector<std::pair<std::string, std::string>> env = {
+        {"RANK", std::to_string(rank)},          {"WORLD_SIZE", std::to_string(world)},
+        {"LOCAL_RANK", std::to_string(local)},   {"LOCAL_WORLD_SIZE", std::to_string(nproc)},
+        {"GROUP_RANK", std::to_string(node_rank)}, {"GROUP_WORLD_SIZE", std::to_string(nnodes)},
+        {"MASTER_ADDR", addr},                   {"MASTER_PORT", std::to_string(port)},
+        {"TORCHELASTIC_RESTART_COUNT", "0"},     {"TORCHELASTIC_USE_AGENT_STORE", "False"}};
+    if (!std::getenv("OMP_NUM_THREADS")) env.emplace_back("OMP_NUM_THREADS", threads);
+    workers.push_back(start_worker(args, env, rank));
+  }
+  // Signals go to every worker (they checkpoint and exit 0); a failed worker ends the others.
+  auto forward = [](int sig) { forwarded_signal = sig; };
+  std::signal(SIGINT, forward);
+  std::signal(SIGTERM, forward);
+  int failed_rank = -1, failed_status = 0;
+  size_t alive = workers.size();
+  while (alive > 0) {
+    std::vector<pollfd> fds;
+    for (auto& w : workers) fds.push_back({w.out, POLLIN, 0});
+    ::poll(fds.data(), fds.size(), 100);
+    for (auto& w : workers) pump(w, false);
+    if (const int sig = forwarded_signal.exchange(0))
+      for (auto& w : workers)
+        if (w.status < 0) ::kill(w.pid, sig);
+    for (auto& w : workers) {
+      int st;
+      if (w.status >= 0 || ::waitpid(w.pid, &st, WNOHANG) != w.pid) continue;
+      w.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+      --alive;
+      pump(w, true);
+      if (w.status != 0 && failed_rank < 0) {
+        failed_rank = static_cast<int>(w.rank), failed_status = w.status;
+        for (auto& o : workers)
+          if (o.status < 0) ::kill(o.pid, SIGTERM);  // they save and exit; SIGKILL below if not
+      }
+    }
+    static int grace = 0;
+    if (failed_rank >= 0 && alive > 0 && ++grace > 300)  // 30 s after the failure
+      for (auto& o : workers)
+        if (o.status < 0) ::kill(o.pid, SIGKILL);
+  }
+  for (auto& w : workers) ::close(w.out);
+  if (failed_rank >= 0) {
+    fmt::print(stderr, "launch: rank {} exited with status {}; the other workers were stopped\n",
+               failed_rank, failed_status);
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace
+
+void add_launch(CLI::App& app, Action& action) {
+  auto* cmd = app.add_subcommand("launch", "start the workers of one node (torchrun's environment)");
+  struct Args {
+    int64_t nproc = 1, nnodes = 1, node_rank = 0, port = 0;
+    std::string addr = "127.0.0.1";
+    std::vector<std::string> rest;
+  };
+  auto a = std::make_shared<Args>();
+  cmd->add_option("--nproc-per-node", a->nproc, "workers on this node")->check(CLI::Range(1, 1024));
+  cmd->add_option("--nnodes", a->nnodes, "nodes in the job")->check(CLI::Range(1, 65536));
+  cmd->add_option("--node-rank", a->node_rank, "this node's index")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--master-addr", a->addr, "address of node 0 (hosts the store)");
+  cmd->add_option("--master-port", a->port, "port of the store (default: a free one, single node only)")
+      ->check(CLI::Range(0, 65535));
+  cmd->add_option("command", a->rest, "-- train RECIPE [...]")->required();
+  cmd->callback([a, &action] {
+    action = [a] { return run_launch(a->nproc, a->nnodes, a->node_rank, a->addr, a->port, a->rest); };
+  });
+}
+
+}  // namespace attnlab::cli
