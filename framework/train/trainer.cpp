@@ -251,9 +251,10 @@ int Trainer::train() {
   auto window_start = start;
   int64_t window_steps = 0;
   while (step_ < cfg_.train.steps) {
-    // A stop on any rank (a signal, a closed pipe on rank 0) stops all of them at the same step.
-    if (dp_ && dp_->any(stop_requested)) stop_requested = true;
-    if (stop_requested) {
+    // A stop on any rank (a signal, a closed pipe on rank 0) stops all of them at the same step:
+    // the agreed value decides, never the flag read again (a signal may land in between).
+    const bool stop = dp_ ? dp_->any(stop_requested) : stop_requested.load();
+    if (stop) {
       save();
       say(fmt::format("interrupted: saved a checkpoint at step {} in {}\n", step_, cfg_.run_dir()));
       return 0;

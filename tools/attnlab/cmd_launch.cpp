@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sys/prctl.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -75,9 +76,13 @@ Worker start_worker(const std::vector<std::string>& args, const std::vector<std:
   if (::pipe(fds) != 0) throw std::runtime_error("launch: pipe failed");
   Worker w;
   w.rank = rank;
+  const pid_t launcher = ::getpid();
   w.pid = ::fork();
   if (w.pid < 0) throw std::runtime_error("launch: fork failed");
   if (w.pid == 0) {
+    // A worker must not outlive its launcher (killed, crashed): it gets SIGTERM, saves, exits.
+    ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (::getppid() != launcher) ::_exit(1);  // the launcher died before the line above
     ::dup2(fds[1], 1), ::dup2(fds[1], 2);
     ::close(fds[0]), ::close(fds[1]);
     for (const auto& [k, v] : env) ::setenv(k.c_str(), v.c_str(), 1);
