@@ -154,7 +154,11 @@ StepResult Trainer::step() {
   t0 = clock::now();
   // Data parallel: mean gradients over ranks before the norm, so every rank clips and steps
   // identically (docs/parallelism.md).
-  if (dp_) dp_->average_gradients(model_->parameters());
+  if (dp_) {
+    const auto c0 = clock::now();
+    dp_->average_gradients(model_->parameters());
+    r.comm_s += seconds_since(c0);
+  }
   // Global grad norm in fp32 (a norm of per-tensor norms), fetched with the losses in one sync.
   std::vector<at::Tensor> grads;
   for (const auto& p : model_->parameters())
@@ -165,7 +169,9 @@ StepResult Trainer::step() {
   if (dp_) {
     // The logged loss is the global mean; a non-finite loss on any rank makes every rank skip.
     at::Tensor losses = at::cat(micro_losses);
+    const auto c0 = clock::now();
     dp_->mean(losses);
+    r.comm_s += seconds_since(c0);
     micro_losses = {losses};
   }
   micro_losses.push_back(gnorm);
@@ -230,12 +236,25 @@ void Trainer::log_progress(const StepResult& r, double step_seconds, double elap
   const double tok_s = tokens_per_step_ / step_seconds;
   const double mfu = tok_s * flops_per_token_ / peak_flops_;
   const double eta = step_seconds * static_cast<double>(cfg_.train.steps - step_);
-  metrics_->log(step_, {{"train/loss", r.loss}, {"train/lr", r.lr}, {"train/grad_norm", r.grad_norm},
-                        {"perf/tokens_per_s", tok_s}, {"perf/mfu", mfu}});
+  std::map<std::string, double> values = {{"train/loss", r.loss}, {"train/lr", r.lr},
+                                          {"train/grad_norm", r.grad_norm}, {"perf/tokens_per_s", tok_s},
+                                          {"perf/mfu", mfu}};
+  std::string ranks;
+  if (dp_) {
+    // Stragglers show: the slowest rank's step time, and the all-reduce share of the step
+    // (every rank logs at the same steps, so this collective lines up).
+    at::Tensor worst = at::tensor({step_seconds, r.comm_s / std::max(step_seconds, 1e-9)}, at::kDouble);
+    dp_->comm().all_reduce(worst, ReduceOp::max);
+    const double slowest = worst[0].item<double>(), comm_share = worst[1].item<double>();
+    values["perf/slowest_rank_step_s"] = slowest;
+    values["perf/allreduce_fraction"] = comm_share;
+    ranks = fmt::format(" | slowest rank {:.0f} ms/step, all-reduce {:.0f}%", 1e3 * slowest, 100 * comm_share);
+  }
+  metrics_->log(step_, values);
   say(fmt::format("step {:>{}}/{} | loss {:.4f} | lr {:.2e} | gnorm {:.3f} | {:.0f} tok/s | MFU {:.2f}% "
-             "| {} elapsed | ETA {}{}\n",
+             "| {} elapsed | ETA {}{}{}\n",
              step_, std::to_string(cfg_.train.steps).size(), cfg_.train.steps, r.loss, r.lr,
-             r.grad_norm, tok_s, 100 * mfu, hms(elapsed), hms(eta), r.skipped ? " | SKIPPED" : ""));
+             r.grad_norm, tok_s, 100 * mfu, hms(elapsed), hms(eta), ranks, r.skipped ? " | SKIPPED" : ""));
 }
 
 int Trainer::train() {

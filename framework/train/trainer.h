@@ -29,6 +29,8 @@ struct StepResult {
   bool skipped = false;
   /// Wall time of the phases (seconds): data+forward+backward, grad norm+clip, optimizer.
   double fwd_bwd_s = 0, clip_s = 0, optim_s = 0;
+  /// Data parallel: seconds in the gradient and loss all-reduces (part of clip_s's phase).
+  double comm_s = 0;
 };
 
 class Trainer {
