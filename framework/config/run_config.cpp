@@ -142,7 +142,7 @@ std::string RunConfig::to_yaml() const {
   return std::string(out.c_str()) + "\n";
 }
 
-std::string RunConfig::model_hash() const {
+std::string RunConfig::model_hash(int64_t world_size) const {
   // What a resume may change (docs/checkpoints.md): where the run lives, how long it trains,
   // where and on how many threads it computes, and how often it logs, evaluates and saves.
   // Everything that shapes the model, the data order or the update stays in the hash.
@@ -150,6 +150,7 @@ std::string RunConfig::model_hash() const {
   copy.run = RunSection{};
   copy.train.steps = 1;
   copy.train.threads = 0;
+  copy.train.batch_size = train.batch_size * world_size;
   copy.train.device = "auto";
   copy.optim.warmup_steps = 0;
   copy.eval = EvalConfig{};

@@ -162,8 +162,10 @@ struct RunConfig {
   /// The resolved config as YAML (saved as runs/<name>/config.yaml).
   std::string to_yaml() const;
   /// FNV-1a of to_yaml() minus what a resume may change (run.*, train.steps/threads/device,
-  /// optim.warmup_steps, eval.*, checkpoint.*, log.*, parallel.*), stored in checkpoints.
-  std::string model_hash() const;
+  /// optim.warmup_steps, eval.*, checkpoint.*, log.*, parallel.*), stored in checkpoints. The
+  /// batch enters as the global one (train.batch_size × world_size), so 2 ranks × B and
+  /// 1 rank × 2B hash alike and may resume each other's checkpoints.
+  std::string model_hash(int64_t world_size = 1) const;
   std::string run_dir() const { return run.dir + "/" + run.name; }
 };
 

@@ -57,7 +57,7 @@ Trainer::Trainer(RunConfig cfg, World world, TrainerOptions opts)
     co.timeout = std::chrono::seconds(cfg_.parallel.timeout_s);
     comm_ = std::make_unique<Communicator>(world_, co);
     dp_ = std::make_unique<DataParallel>(*comm_, cfg_.parallel.bucket_mb << 20);
-    dp_->check_same_config(cfg_.model_hash());
+    dp_->check_same_config(cfg_.model_hash(world_.world_size));
   }
   model_ = build_model(cfg_, device_);
   optimizer_ = std::make_unique<AdamW>(named_parameters(model_), cfg_.optim);
@@ -108,7 +108,7 @@ void Trainer::save() {
   state.train_steps = cfg_.train.steps;
   state.seed = cfg_.run.seed;
   state.world_size = world_.world_size;
-  state.config_hash = cfg_.model_hash();
+  state.config_hash = cfg_.model_hash(world_.world_size);
   state.attnlab_version = ATTNLAB_VERSION;
   save_checkpoint(cfg_.run_dir(), named_parameters(model_), optimizer_->state(), state,
                   cfg_.checkpoint.keep);

@@ -20,22 +20,22 @@ namespace {
 void check_state_against_config(const CheckpointState& s, const RunConfig& cfg, int64_t world_size,
                                 const std::string& file) {
   std::vector<std::string> errors;
-  if (s.config_hash != cfg.model_hash())
+  if (s.config_hash != cfg.model_hash(world_size))
     errors.push_back(fmt::format("config_hash {} is not this config's {}: the checkpoint was "
                                  "written by a different model, data, optimizer or training config; "
                                  "what may change on resume is listed in docs/checkpoints.md",
-                                 s.config_hash, cfg.model_hash()));
+                                 s.config_hash, cfg.model_hash(world_size)));
   if (s.step > cfg.train.steps)
     errors.push_back(fmt::format("step {} is past train.steps {}; raise train.steps to continue",
                                  s.step, cfg.train.steps));
-  const int64_t per_step = cfg.train.batch_size * cfg.train.grad_accum;
-  int64_t expected_cursor = 0;
-  if (__builtin_mul_overflow(s.step, per_step, &expected_cursor) || s.data_cursor != expected_cursor)
-    errors.push_back(fmt::format("data_cursor {} is not step {} x {} samples per step", s.data_cursor,
-                                 s.step, per_step));
-  if (s.world_size != world_size)
-    errors.push_back(fmt::format("written by {} ranks, resumed by {}: resuming across world sizes is "
-                                 "not supported yet", s.world_size, world_size));
+  // The cursor counts samples per rank; the job consumed cursor × world_size of them, which
+  // must be step × the global batch (equal config hashes make the global batches equal).
+  const int64_t per_step = cfg.train.batch_size * cfg.train.grad_accum * world_size;
+  int64_t expected = 0, consumed = 0;
+  if (__builtin_mul_overflow(s.step, per_step, &expected) ||
+      __builtin_mul_overflow(s.data_cursor, s.world_size, &consumed) || consumed != expected)
+    errors.push_back(fmt::format("data_cursor {} on {} ranks is not step {} x {} samples per step",
+                                 s.data_cursor, s.world_size, s.step, per_step));
   if (s.seed != cfg.run.seed)
     errors.push_back(fmt::format("seed {} differs from run.seed {}: the data order would change",
                                  s.seed, cfg.run.seed));
@@ -61,7 +61,11 @@ void Trainer::resume_from_newest() {
   optimizer_->load_state(ck.optimizer.tensors, ck.state.optimizer_steps, ck.dir + "/optimizer.safetensors");
   step_ = saved_step_ = ck.state.step;
   skipped_steps_ = ck.state.skipped_steps;
-  train_data_->cursor = ck.state.data_cursor;
+  // Same global position at any world size (the check above makes the division exact).
+  train_data_->cursor = ck.state.data_cursor * ck.state.world_size / world_.world_size;
+  if (ck.state.world_size != world_.world_size)
+    say(fmt::format("resume: written by {} ranks, continuing on {} (the same global sample order)\n",
+                    ck.state.world_size, world_.world_size));
   // Newer folders that failed verification go out of the way of pruning and later resumes.
   if (opts_.write_outputs && world_.is_main())
     for (const std::string& dir : checkpoint_folders(cfg_.run_dir())) {

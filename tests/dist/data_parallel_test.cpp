@@ -2,6 +2,7 @@
 // train the same model as 1 rank × batch 2B (with and without grad_accum), a SIGTERM to the
 // launcher checkpoints every rank and --resume continues the same loss sequence, a worker that
 // dies takes the job down with its rank named, and bad launch arguments are usage errors.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -20,7 +21,7 @@ struct Job {
   Job() : dir(testing::temp_dir("ddp")) { testing::write_corpus(dir, 300); }
   std::vector<std::string> train_args(const std::string& name, const std::vector<std::string>& sets) const {
     std::vector<std::string> a = {"train", ATTNLAB_SOURCE_DIR "/recipes/default.yaml"};
-    for (const std::string s :
+    for (const std::string& s :
          {"run.dir=" + dir + "/runs", "run.name=" + name, "data.dir=" + dir + "/data",
           "data.prepare_from=" + dir + "/corpus.txt", std::string("model.dim=32"), std::string("model.layers=2"),
           std::string("data.seq_len=32"), std::string("eval.every=0"), std::string("eval.batches=2"),
@@ -100,6 +101,35 @@ TEST(DataParallel, SigtermToTheLauncherCheckpointsAndResumeContinuesTheSameCurve
   ASSERT_EQ(wait_all(again, std::chrono::seconds(240))[0], 0) << testing::read_file(again[0].log);
   // Resume is exact: the same numbers as the straight run (logs trimmed to one curve).
   expect_same_curve(j.values("straight", "train/loss"), j.values("split", "train/loss"), 0, "resumed curve");
+}
+
+TEST(DataParallel, ResumeAcrossWorldSizesContinuesTheSameCurve) {
+  // Constant lr so that the 5-step first half has the schedule of the 10-step whole.
+  Job j;
+  const std::vector<std::string> base = {"optim.schedule=constant", "optim.warmup_steps=2"};
+  auto with = [&](std::vector<std::string> extra) {
+    std::vector<std::string> v = base;
+    v.insert(v.end(), extra.begin(), extra.end());
+    return v;
+  };
+  std::string log;
+  ASSERT_EQ(j.run(0, "whole", with({"train.steps=10", "train.batch_size=4"}), &log), 0) << log;
+  // 2 ranks x 2 for five steps, then 1 rank x 4 resumes; and the other way round.
+  struct Leg { int first_nproc, first_batch, second_nproc, second_batch; };
+  for (const Leg& leg : {Leg{2, 2, 0, 4}, Leg{0, 4, 2, 2}}) {
+    const std::string name = fmt::format("w{}to{}", leg.first_nproc, leg.second_nproc);
+    ASSERT_EQ(j.run(leg.first_nproc, name, with({"train.steps=5", "train.batch_size=" + std::to_string(leg.first_batch)}),
+                    &log), 0) << log;
+    auto second = with({"train.steps=10", "train.batch_size=" + std::to_string(leg.second_batch)});
+    std::vector<std::string> argv = {ATTNLAB_BIN};
+    if (leg.second_nproc > 0) argv.insert(argv.end(), {"launch", "--nproc-per-node", std::to_string(leg.second_nproc), "--"});
+    for (const auto& a : j.train_args(name, second)) argv.push_back(a);
+    argv.push_back("--resume");
+    std::vector<Child> kids = {spawn(argv, {}, j.dir + "/" + name + "-resume.log")};
+    ASSERT_EQ(wait_all(kids, std::chrono::seconds(240))[0], 0) << testing::read_file(kids[0].log);
+    EXPECT_NE(testing::read_file(kids[0].log).find("continuing on"), std::string::npos);
+    expect_same_curve(j.values("whole", "train/loss"), j.values(name, "train/loss"), 1e-5, name);
+  }
 }
 
 TEST(DataParallel, AWorkerThatDiesStopsTheJobAndIsNamed) {

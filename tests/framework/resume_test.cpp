@@ -99,7 +99,7 @@ TEST(Resume, StateFieldsMustFitTheConfig) {
   NamedTensors opt(ck.optimizer.tensors.begin(), ck.optimizer.tensors.end());
   s.step = 5, s.optimizer_steps = 5;
   save_checkpoint(r.run(), model, opt, s, 2);
-  EXPECT_NE(config_error([&] { Trainer(r.config(), World{}, kResume); }).find("is not step 5 x 4 samples"),
+  EXPECT_NE(config_error([&] { Trainer(r.config(), World{}, kResume); }).find("on 1 ranks is not step 5 x 4 samples per step"),
             std::string::npos);
 }
 
