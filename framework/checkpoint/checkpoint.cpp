@@ -23,18 +23,16 @@ constexpr const char* kModel = "model.safetensors";
 constexpr const char* kOptimizer = "optimizer.safetensors";
 constexpr uint64_t kMaxStateBytes = 1 << 20;
 
-std::string read_file(const fs::path& p, uint64_t max_bytes = UINT64_MAX) {
+std::string read_bounded(const fs::path& p, uint64_t max_bytes = UINT64_MAX) {
   struct stat st {};
   if (::stat(p.c_str(), &st) != 0) throw CheckpointError(p.string() + ": missing");
   if (!S_ISREG(st.st_mode)) throw CheckpointError(p.string() + ": not a regular file");
   if (static_cast<uint64_t>(st.st_size) > max_bytes)
     throw CheckpointError(fmt::format("{}: {} bytes, more than the {} expected", p.string(),
                                       st.st_size, max_bytes));
-  std::ifstream f(p, std::ios::binary);
-  if (!f) throw CheckpointError(p.string() + ": cannot open");
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
+  std::string bytes;
+  if (!attnlab::read_file(p.string(), bytes)) throw CheckpointError(p.string() + ": cannot open");
+  return bytes;
 }
 
 fs::path root_of(const std::string& run_dir) { return fs::path(run_dir) / "checkpoints"; }
@@ -59,7 +57,7 @@ std::string read_verified(const fs::path& dir, const CheckpointState& s, const s
   if (it == s.files.end())
     throw CheckpointError((dir / "state.json").string() + ": files: no entry for " + name);
   const fs::path p = dir / name;
-  std::string bytes = read_file(p, static_cast<uint64_t>(it->second.bytes));  // size first, then read
+  std::string bytes = read_bounded(p, static_cast<uint64_t>(it->second.bytes));  // size first, then read
   if (static_cast<int64_t>(bytes.size()) != it->second.bytes)
     throw CheckpointError(fmt::format("{}: {} bytes, state.json records {} (torn write?)",
                                       p.string(), bytes.size(), it->second.bytes));
@@ -73,17 +71,6 @@ void require_finite(const SafetensorsFile& f, const std::string& file) {
   for (const auto& [name, t] : f.tensors)
     if (at::isFloatingType(t.scalar_type()) && !at::isfinite(t).all().item<bool>())
       throw CheckpointError(file + ": tensor " + name + " holds non-finite values (NaN or inf)");
-}
-
-bool verifies(const fs::path& dir) {
-  try {
-    const CheckpointState s = decode_state(read_file(dir / "state.json", kMaxStateBytes),
-                                           (dir / "state.json").string());
-    for (const auto& [name, _] : s.files) read_verified(dir, s, name);
-    return true;
-  } catch (const std::exception&) {
-    return false;
-  }
 }
 
 // Moves `dir` aside under a fresh name with `tag`, so that it vanishes from step-<N> atomically.
@@ -108,6 +95,16 @@ void prune(const fs::path& root, int64_t keep, const fs::path& just_saved) {
   }
 }
 
+// The same test resume applies: a folder that read_checkpoint accepts.
+bool verifies(const std::string& dir) {
+  try {
+    read_checkpoint(dir);
+    return true;
+  } catch (const CheckpointError&) {
+    return false;
+  }
+}
+
 }  // namespace
 
 std::string save_checkpoint(const std::string& run_dir, const NamedTensors& model,
@@ -117,7 +114,7 @@ std::string save_checkpoint(const std::string& run_dir, const NamedTensors& mode
   const fs::path tmp = root / (name + ".tmp"), final_dir = root / name;
   fs::create_directories(root);
   if (fs::exists(final_dir)) {
-    if (verifies(final_dir)) {
+    if (verifies(final_dir.string())) {
       // Same step, same weights (e.g. SIGINT right after a periodic save): keep the complete one.
       write_file_atomic((root / "latest").string(), name + "\n");
       fault_point("save:skip");
@@ -129,12 +126,18 @@ std::string save_checkpoint(const std::string& run_dir, const NamedTensors& mode
   remove_tree(tmp.string());
   fs::create_directories(tmp);
   fault_point("save:begin");
-  for (const auto& [file, tensors] : {std::pair{kModel, &model}, {kOptimizer, &optimizer}}) {
-    const std::string bytes = encode_safetensors(*tensors, file == kModel ? std::map<std::string, std::string>{{"format", "pt"}}
-                                                                          : std::map<std::string, std::string>{});
-    write_file_atomic((tmp / file).string(), bytes);
-    state.files[file] = {static_cast<int64_t>(bytes.size()), hex64(xxh64(bytes))};
-    fault_point(file == kModel ? "save:model" : "save:optimizer");
+  struct File {
+    const char* name;
+    const NamedTensors& tensors;
+    std::map<std::string, std::string> metadata;
+    const char* written;  ///< the fault point after it
+  };
+  for (const File& f : {File{kModel, model, {{"format", "pt"}}, "save:model"},
+                        File{kOptimizer, optimizer, {}, "save:optimizer"}}) {
+    const std::string bytes = encode_safetensors(f.tensors, f.metadata);
+    write_file_atomic((tmp / f.name).string(), bytes);
+    state.files[f.name] = {static_cast<int64_t>(bytes.size()), hex64(xxh64(bytes))};
+    fault_point(f.written);
   }
   write_file_atomic((tmp / "state.json").string(), encode_state(state));
   fault_point("save:state");
@@ -154,7 +157,7 @@ Checkpoint read_checkpoint(const std::string& dir_text) {
   Checkpoint ck;
   ck.dir = dir_text;
   const fs::path state_path = dir / "state.json";
-  ck.state = decode_state(read_file(state_path, kMaxStateBytes), state_path.string());
+  ck.state = decode_state(read_bounded(state_path, kMaxStateBytes), state_path.string());
   for (const char* required : {kModel, kOptimizer})
     if (!ck.state.files.count(required))
       throw CheckpointError(state_path.string() + ": files: no entry for " + required);
@@ -184,7 +187,7 @@ bool has_checkpoints(const std::string& run_dir) {
 std::optional<std::string> latest_checkpoint(const std::string& run_dir) {
   const fs::path latest = root_of(run_dir) / "latest";
   if (!fs::exists(latest)) return std::nullopt;
-  std::string name = read_file(latest, 4096);
+  std::string name = read_bounded(latest, 4096);
   name.erase(name.find_last_not_of(" \n\r\t") + 1);
   return (root_of(run_dir) / name).string();
 }

@@ -182,11 +182,9 @@ SafetensorsFile decode_safetensors(const std::string& bytes, const std::string& 
 }
 
 SafetensorsFile load_safetensors(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) throw SafetensorsError(path + ": cannot open");
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return decode_safetensors(ss.str(), path);
+  std::string bytes;
+  if (!read_file(path, bytes)) throw SafetensorsError(path + ": cannot open");
+  return decode_safetensors(bytes, path);
 }
 
 }  // namespace attnlab

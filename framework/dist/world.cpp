@@ -1,5 +1,9 @@
 #include "framework/dist/world.h"
 
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <cerrno>
 #include <cstdlib>
 #include <stdexcept>
@@ -59,6 +63,19 @@ World world_from_env() {
     throw std::invalid_argument(std::string("environment ") + n.local_rank + "=" + std::to_string(w.local_rank) +
                                 " is not below " + n.local_size + "=" + std::to_string(w.local_world_size));
   return w;
+}
+
+int free_loopback_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(a);
+  const bool ok = fd >= 0 && ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0 &&
+                  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0;
+  if (fd >= 0) ::close(fd);
+  if (!ok) throw std::runtime_error("cannot find a free TCP port on 127.0.0.1");
+  return ntohs(a.sin_port);
 }
 
 }  // namespace attnlab

@@ -24,4 +24,8 @@ struct World {
 /// Throws std::invalid_argument naming the variable when a value is malformed or inconsistent.
 World world_from_env();
 
+/// A TCP port on 127.0.0.1 that was free a moment ago (bind to port 0, read it, close): for
+/// a single-node rendezvous and the multi-process tests.
+int free_loopback_port();
+
 }  // namespace attnlab

@@ -4,7 +4,6 @@
 
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <sstream>
 
 #include "framework/util/atomic_file.h"
@@ -15,10 +14,9 @@ namespace attnlab {
 namespace {
 
 std::string slurp(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
+  std::string bytes;
+  read_file(p.string(), bytes);  // a vanished file reads as empty: nothing to trim
+  return bytes;
 }
 
 // The step of a metrics row, or -1 for a row that is not a complete JSON object with a step.
@@ -75,6 +73,9 @@ bool event_step(const std::string& payload, int64_t& step) {
   });
 }
 
+// The Event inside a TFRecord: after the u64 length and its CRC, before the payload CRC.
+std::string payload_of(const std::string& record) { return record.substr(12, record.size() - 16); }
+
 // Whole TFRecords of an event file; a torn tail is reported through `torn`.
 std::vector<std::string> records(const std::string& bytes, bool& torn) {
   std::vector<std::string> out;
@@ -99,7 +100,7 @@ int64_t trim_event_file(const fs::path& path, int64_t keep_to) {
   int64_t dropped = 0;
   for (const std::string& rec : records(slurp(path), torn)) {
     int64_t step;
-    if (event_step(rec.substr(12, rec.size() - 16), step) && step <= keep_to) kept += rec;
+    if (event_step(payload_of(rec), step) && step <= keep_to) kept += rec;
     else ++dropped;
   }
   dropped += torn ? 1 : 0;
@@ -115,7 +116,7 @@ std::vector<std::pair<std::string, int64_t>> read_event_scalars(const std::strin
   for (const std::string& rec : records(slurp(path), torn)) {
     int64_t step = 0;
     std::string tag;
-    for_each_field(rec.substr(12, rec.size() - 16), [&](uint64_t f, uint64_t v, const std::string& bytes) {
+    for_each_field(payload_of(rec), [&](uint64_t f, uint64_t v, const std::string& bytes) {
       if (f == 2) step = static_cast<int64_t>(v);
       if (f == 5)  // summary { value { tag } }
         for_each_field(bytes, [&](uint64_t f2, uint64_t, const std::string& value) {

@@ -6,6 +6,8 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <stdexcept>
 
 namespace attnlab {
@@ -46,6 +48,15 @@ void write_file_atomic(const std::string& path, const std::string& bytes) {
   }
   auto parent = std::filesystem::path(path).parent_path();
   fsync_path(parent.empty() ? "." : parent.string());
+}
+
+bool read_file(const std::string& path, std::string& out) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) return false;
+  std::stringstream ss;
+  ss << f.rdbuf();
+  out = ss.str();
+  return true;
 }
 
 }  // namespace attnlab

@@ -13,7 +13,7 @@ namespace {
 
 void run_ranks(int world) {
   const std::string d = testing::temp_dir("comm");
-  const std::string port = std::to_string(free_port());
+  const std::string port = std::to_string(free_loopback_port());
   std::vector<Child> kids;
   for (int r = 0; r < world; ++r)
     kids.push_back(spawn({ATTNLAB_DIST_WORKER},
@@ -49,7 +49,7 @@ TEST(Communicator, AnUnreachableMasterIsAClearErrorWithinTheTimeout) {
   std::vector<Child> kids = {spawn({ATTNLAB_DIST_WORKER},
                                    {{"RANK", "1"}, {"WORLD_SIZE", "2"}, {"LOCAL_RANK", "1"},
                                     {"LOCAL_WORLD_SIZE", "2"}, {"MASTER_ADDR", "127.0.0.1"},
-                                    {"MASTER_PORT", std::to_string(free_port())}, {"DIST_TIMEOUT_S", "5"}},
+                                    {"MASTER_PORT", std::to_string(free_loopback_port())}, {"DIST_TIMEOUT_S", "5"}},
                                    d + "/rank1.log")};
   const auto codes = wait_all(kids, std::chrono::seconds(90));
   const std::string log = testing::read_file(kids[0].log);

@@ -139,7 +139,7 @@ TEST(DataParallel, TwoNodesOnTwoLoopbackAddressesTrainLikeOneRank) {
   Job j;
   std::string log;
   ASSERT_EQ(j.run(0, "single", {"train.steps=6", "train.batch_size=4"}, &log), 0) << log;
-  const std::string port = std::to_string(free_port());
+  const std::string port = std::to_string(free_loopback_port());
   std::vector<Child> nodes;
   for (int node = 0; node < 2; ++node) {
     const std::string addr = "127.0.0." + std::to_string(2 + node);
@@ -173,7 +173,7 @@ TEST(DataParallel, AWorkerThatDiesStopsTheJobAndIsNamed) {
 
 TEST(DataParallel, RanksWithDifferentConfigsAreRefusedNamingBothHashes) {
   Job j;
-  const std::string port = std::to_string(free_port());
+  const std::string port = std::to_string(free_loopback_port());
   std::vector<Child> kids;
   for (int r = 0; r < 2; ++r) {
     std::vector<std::string> argv = {ATTNLAB_BIN};

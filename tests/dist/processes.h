@@ -1,12 +1,10 @@
-// Starting and reaping the processes of a multi-process test: a free loopback port, spawn with
+// Starting and reaping the processes of a multi-process test (ports: free_loopback_port): spawn with
 // extra environment and output to a file, and a bounded wait that kills (by pid) whatever is
 // still running at the deadline.
 #pragma once
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <spawn.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -16,22 +14,11 @@
 #include <thread>
 #include <vector>
 
+#include "framework/dist/world.h"
+
 extern char** environ;
 
 namespace attnlab {
-
-inline int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = 0;
-  socklen_t len = sizeof(a);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
 
 struct Child {
   pid_t pid = -1;

@@ -5,11 +5,9 @@
 //                  -- train RECIPE [--set ...]
 #include <fcntl.h>
 #include <fmt/format.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <sys/prctl.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -19,6 +17,7 @@
 #include <thread>
 
 #include "framework/config/config_error.h"
+#include "framework/dist/world.h"
 #include "framework/log/console.h"
 #include "tools/attnlab/commands.h"
 
@@ -26,21 +25,6 @@ namespace attnlab::cli {
 namespace {
 
 std::atomic<int> forwarded_signal{0};
-
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(a);
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
-    ::close(fd);
-    throw std::runtime_error("launch: cannot find a free port on 127.0.0.1");
-  }
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
 
 struct Worker {
   pid_t pid = -1;
@@ -108,7 +92,7 @@ int run_launch(int64_t nproc, int64_t nnodes, int64_t node_rank, std::string add
   if (node_rank >= nnodes)
     throw ConfigError({fmt::format("launch: --node-rank {} is not below --nnodes {}", node_rank, nnodes)});
   if (nnodes > 1 && port == 0) throw ConfigError({"launch: --master-port is required with --nnodes > 1"});
-  if (port == 0) port = free_port();
+  if (port == 0) port = free_loopback_port();
   const int64_t world = nproc * nnodes;
   const auto cores = static_cast<int64_t>(std::thread::hardware_concurrency());
   const std::string threads = std::to_string(std::max<int64_t>(1, cores / nproc));
@@ -128,7 +112,7 @@ int run_launch(int64_t nproc, int64_t nnodes, int64_t node_rank, std::string add
   auto forward = [](int sig) { forwarded_signal = sig; };
   std::signal(SIGINT, forward);
   std::signal(SIGTERM, forward);
-  int failed_rank = -1, failed_status = 0;
+  int failed_rank = -1, failed_status = 0, polls_since_failure = 0;
   size_t alive = workers.size();
   while (alive > 0) {
     std::vector<pollfd> fds;
@@ -150,8 +134,7 @@ int run_launch(int64_t nproc, int64_t nnodes, int64_t node_rank, std::string add
           if (o.status < 0) ::kill(o.pid, SIGTERM);  // they save and exit; SIGKILL below if not
       }
     }
-    static int grace = 0;
-    if (failed_rank >= 0 && alive > 0 && ++grace > 300)  // 30 s after the failure
+    if (failed_rank >= 0 && alive > 0 && ++polls_since_failure > 300)  // ~30 s of 100 ms polls
       for (auto& o : workers)
         if (o.status < 0) ::kill(o.pid, SIGKILL);
   }
