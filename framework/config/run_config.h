@@ -93,7 +93,7 @@ struct TrainConfig {
   int64_t grad_accum = 1;
   double clip = 1.0;        ///< global grad-norm clip; 0 disables
   std::string device = "auto";
-  std::string dtype = "auto";  ///< auto: bf16 autocast on CUDA, fp32 on CPU
+  std::string dtype = "auto";  ///< auto: bf16 autocast on CUDA, fp32 on CPU; fp64 for exactness tests
   std::string nan_policy = "skip";
   int64_t threads = 0;      ///< CPU intra-op threads; 0 = all cores
   std::string kernel = "auto";
@@ -103,7 +103,7 @@ struct TrainConfig {
     v("grad_accum", grad_accum, "micro-batches per optimizer step", Bounds{1, 1e6});
     v("clip", clip, "global gradient-norm clip (0 = off)", Bounds{0, 1e6});
     v("device", device, "where to train", OneOf{{"auto", "cpu", "cuda"}});
-    v("dtype", dtype, "compute dtype", OneOf{{"auto", "fp32", "bf16"}});
+    v("dtype", dtype, "compute dtype", OneOf{{"auto", "fp32", "bf16", "fp64"}});
     v("nan_policy", nan_policy, "on a non-finite loss or gradient", OneOf{{"skip", "stop"}});
     v("threads", threads, "CPU intra-op threads (0 = all cores)", Bounds{0, 4096});
     v("kernel", kernel, "mixer kernel choice", OneOf{{"auto", "reference", "recurrent", "chunked", "fused"}});
@@ -138,9 +138,15 @@ struct LogConfig {
 };
 
 struct ParallelConfig {
+  int64_t dp = 0;           ///< data-parallel degree; 0 = the world size (the only choice until cp exists)
+  int64_t zero = 0;         ///< 0: DDP; 1: AdamW moments sharded across the DP ranks
+  std::string backend = "auto";  ///< auto: nccl on CUDA, gloo on CPU
   int64_t timeout_s = 300;  ///< a collective or rendezvous taking longer is an error
   int64_t bucket_mb = 25;   ///< gradient all-reduce bucket size
   template <class V> void visit(V& v) {
+    v("dp", dp, "data-parallel degree (0 = the world size)", Bounds{0, 1e6});
+    v("zero", zero, "ZeRO stage: 0 (DDP) or 1 (optimizer state sharded)", Bounds{0, 1});
+    v("backend", backend, "collective backend", OneOf{{"auto", "gloo", "nccl"}});
     v("timeout_s", timeout_s, "seconds before a stuck collective or rendezvous fails", Bounds{1, 86400});
     v("bucket_mb", bucket_mb, "data parallel: MB of gradients per all-reduce", Bounds{1, 4096});
   }

@@ -1,5 +1,7 @@
 #include "framework/dist/communicator.h"
 
+#include "framework/dist/nccl_backend.h"
+
 #include <ATen/ops/empty.h>
 #include <fmt/format.h>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
@@ -82,30 +84,38 @@ c10d::ReduceOp to_c10d(ReduceOp op) {
 }  // namespace
 
 Communicator::Communicator(const World& world, CommOptions opts)
-    : rank_(world.rank), size_(world.world_size) {
+    : rank_(world.rank), size_(world.world_size), backend_(opts.backend) {
   if (size_ == 1) return;
-  if (opts.backend != "gloo") throw std::invalid_argument("communicator backend '" + opts.backend + "': only gloo exists yet");
+  if (opts.backend != "gloo" && opts.backend != "nccl")
+    throw std::invalid_argument("communicator backend '" + opts.backend + "': expected gloo or nccl");
   groups_ = std::make_unique<Groups>();
   groups_->store = join_store(world, opts.timeout);
+  auto prefixed = c10::make_intrusive<c10d::PrefixStore>(opts.backend, groups_->store);
+  if (opts.backend == "nccl") {
+    groups_->backend = make_nccl_backend(prefixed, rank_, size_, opts.timeout);
+    return;
+  }
   auto g = c10d::ProcessGroupGloo::Options::create();
   g->devices.push_back(gloo_device(world));
   g->timeout = opts.timeout;
-  groups_->backend = c10::make_intrusive<c10d::ProcessGroupGloo>(
-      c10::make_intrusive<c10d::PrefixStore>("gloo", groups_->store), static_cast<int>(rank_),
-      static_cast<int>(size_), g);
+  groups_->backend = c10::make_intrusive<c10d::ProcessGroupGloo>(prefixed, static_cast<int>(rank_),
+                                                                 static_cast<int>(size_), g);
 }
 
 Communicator::~Communicator() = default;
 
 c10d::Store* Communicator::store() const { return groups_ ? groups_->store.get() : nullptr; }
 
-void Communicator::all_reduce(at::Tensor& t, ReduceOp op) {
+void Communicator::all_reduce(at::Tensor& t, ReduceOp op) { all_reduce_async(t, op).wait(); }
+
+Pending Communicator::all_reduce_async(at::Tensor& t, ReduceOp op) {
   stats_.add("all_reduce", nbytes(t));
-  if (size_ == 1) return;
+  if (size_ == 1) return {};
   std::vector<at::Tensor> ts{t};
   c10d::AllreduceOptions o;
   o.reduceOp = to_c10d(op);
-  groups_->backend->allreduce(ts, o)->wait();
+  auto work = groups_->backend->allreduce(ts, o);
+  return Pending([work] { work->wait(); });
 }
 
 void Communicator::broadcast(at::Tensor& t, int64_t root) {
@@ -128,18 +138,38 @@ std::vector<at::Tensor> Communicator::all_gather(const at::Tensor& in) {
 }
 
 at::Tensor Communicator::reduce_scatter(const at::Tensor& in) {
-  if (in.dim() != 1 || in.numel() % size_ != 0)
-    throw std::invalid_argument(fmt::format("reduce_scatter: input of shape {} is not flat with a multiple of {} elements",
-                                            c10::str(in.sizes()), size_));
+  at::Tensor flat = in.contiguous();
+  at::Tensor out = at::empty({in.dim() == 1 ? in.numel() / size_ : 0}, in.options());
+  reduce_scatter_async(flat, out).wait();
+  return out;
+}
+
+Pending Communicator::reduce_scatter_async(at::Tensor& in, at::Tensor& out) {
+  if (in.dim() != 1 || in.numel() % size_ != 0 || !in.is_contiguous() || out.dim() != 1 ||
+      out.numel() * size_ != in.numel())
+    throw std::invalid_argument(fmt::format("reduce_scatter: input {} must be flat and contiguous with {} x the "
+                                            "output's {} elements",
+                                            c10::str(in.sizes()), size_, c10::str(out.sizes())));
   stats_.add("reduce_scatter", nbytes(in));
-  if (size_ == 1) return in.clone();
-  // Gloo has no reduce-scatter of its own: an all-reduce, then this rank's slice. Twice the
-  // traffic of a ring reduce-scatter, counted as such above; NCCL will do it natively.
-  at::Tensor full = in.contiguous().clone();
-  std::vector<at::Tensor> ts{full};
-  groups_->backend->allreduce(ts)->wait();
-  const int64_t n = in.numel() / size_;
-  return full.narrow(0, rank_ * n, n).clone();
+  if (size_ == 1) {
+    out.copy_(in);
+    return {};
+  }
+  auto work = groups_->backend->_reduce_scatter_base(out, in);
+  return Pending([work] { work->wait(); });
+}
+
+void Communicator::all_gather_into(at::Tensor& in, at::Tensor& out) {
+  if (!in.is_contiguous() || !out.is_contiguous() || out.numel() != in.numel() * size_)
+    throw std::invalid_argument(fmt::format("all_gather_into: output {} must hold {} x the input's {} elements",
+                                            c10::str(out.sizes()), size_, c10::str(in.sizes())));
+  stats_.add("all_gather", nbytes(in));
+  if (size_ == 1) {
+    out.view(in.sizes()).copy_(in);
+    return;
+  }
+  at::Tensor flat_out = out.view({-1}), flat_in = in.view({-1});
+  groups_->backend->_allgather_base(flat_out, flat_in)->wait();
 }
 
 void Communicator::send(at::Tensor& t, int64_t dst, int tag) {

@@ -1,15 +1,17 @@
 // Communicator: the collectives attnlab's parallelism uses, over LibTorch's own c10d backends
-// (ProcessGroupGloo on CPU; NCCL is the next step), never a home-made transport. One TCPStore
+// (ProcessGroupGloo on CPU tensors, ProcessGroupNCCL on CUDA tensors), never a home-made transport. One TCPStore
 // rendezvous per job (docs/parallelism.md): under torchrun's agent every rank is a client of
 // MASTER_ADDR:MASTER_PORT below /worker/attempt_<restart>; otherwise rank 0 hosts the store.
-// Every collective is blocking (it returns when the result is in place on this rank) and adds
-// the bytes it moved through this rank to a per-collective counter, for the benchmarks.
+// The plain collectives block (they return when the result is in place on this rank); the
+// *_async ones return a Pending to wait on, so gradient buckets travel while backward runs.
+// Each adds the bytes it handed to the backend to a per-collective counter, for the benchmarks.
 // A world of one process needs no store: each collective is then the identity.
 #pragma once
 #include <ATen/core/Tensor.h>
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -27,8 +29,28 @@ enum class ReduceOp { sum, max, min };
 
 struct CommOptions {
   std::chrono::milliseconds timeout{std::chrono::seconds(300)};  ///< parallel.timeout_s
-  std::string backend = "gloo";                                  ///< gloo (CPU tensors)
+  std::string backend = "gloo";  ///< gloo (CPU tensors) | nccl (CUDA tensors; docs/parallelism.md)
 };
+
+/// A collective in flight. wait() returns once its result is in place (at once in a world of
+/// one); waiting twice is a no-op. Every rank must start its collectives in the same order.
+class Pending {
+ public:
+  Pending() = default;
+  explicit Pending(std::function<void()> wait) : wait_(std::move(wait)) {}
+  void wait() {
+    if (!wait_) return;
+    auto w = std::move(wait_);
+    wait_ = nullptr;
+    w();
+  }
+
+ private:
+  std::function<void()> wait_;
+};
+
+/// Whether this build can make NCCL communicators (CUDA builds; docs/build.md).
+bool nccl_available();
 
 /// Bytes this rank sent into each kind of collective, and how many calls.
 struct CommStats {
@@ -47,14 +69,19 @@ class Communicator {
 
   int64_t rank() const { return rank_; }
   int64_t size() const { return size_; }
+  const std::string& backend() const { return backend_; }
 
   /// In place, on every rank. `t` must be contiguous.
   void all_reduce(at::Tensor& t, ReduceOp op = ReduceOp::sum);
+  Pending all_reduce_async(at::Tensor& t, ReduceOp op = ReduceOp::sum);
   void broadcast(at::Tensor& t, int64_t root);
   /// out[r] receives rank r's `in`; returns size() tensors shaped like `in`.
   std::vector<at::Tensor> all_gather(const at::Tensor& in);
-  /// `in` [size() * n] (flat, contiguous): this rank receives the sum over ranks of its slice r.
+  /// `in` [size() * n] (flat, contiguous) -> out [n]: the sum over ranks of slice rank() of `in`.
   at::Tensor reduce_scatter(const at::Tensor& in);
+  Pending reduce_scatter_async(at::Tensor& in, at::Tensor& out);
+  /// `in` [n] (contiguous) -> out [size() * n]: slice r holds rank r's `in`.
+  void all_gather_into(at::Tensor& in, at::Tensor& out);
   void send(at::Tensor& t, int64_t dst, int tag = 0);
   void recv(at::Tensor& t, int64_t src, int tag = 0);
   void barrier();
@@ -66,6 +93,7 @@ class Communicator {
  private:
   struct Groups;  // the c10d store and process group (communicator.cpp)
   int64_t rank_ = 0, size_ = 1;
+  std::string backend_;
   std::unique_ptr<Groups> groups_;
   CommStats stats_;
 };

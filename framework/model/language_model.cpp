@@ -85,7 +85,8 @@ void LanguageModelImpl::init_weights(double std) {
 at::Tensor LanguageModelImpl::head(const at::Tensor& h) {
   at::Tensor n = norm->forward(h);
   at::Tensor w = cfg_.tie_embeddings ? embed_tokens->weight : lm_head->weight;
-  return at::linear(n, w.to(n.scalar_type())).to(at::kFloat);
+  // Logits in fp32 at least (bf16 autocast), fp64 for an fp64 model (train.dtype: fp64).
+  return at::linear(n, w.to(n.scalar_type())).to(at::promote_types(n.scalar_type(), at::kFloat));
 }
 
 at::Tensor LanguageModelImpl::forward(const at::Tensor& tokens, const MixerContext& ctx) {

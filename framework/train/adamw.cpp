@@ -9,12 +9,19 @@
 
 namespace attnlab {
 
+bool decays_by_default(const std::string& name, const at::Tensor& param, const OptimConfig& cfg) {
+  const bool no_decay = param.dim() < 2 || name.find("embed") != std::string::npos;
+  return cfg.decay_norms_and_embeddings || !no_decay;
+}
+
 AdamW::AdamW(const NamedTensors& params, const OptimConfig& cfg) : cfg_(cfg) {
-  for (const auto& [name, p] : params) {
-    const bool no_decay = p.dim() < 2 || name.find("embed") != std::string::npos;
-    slots_.push_back({name, p, at::zeros_like(p), at::zeros_like(p),
-                      cfg.decay_norms_and_embeddings || !no_decay});
-  }
+  for (const auto& [name, p] : params)
+    slots_.push_back({name, p, at::zeros_like(p), at::zeros_like(p), decays_by_default(name, p, cfg)});
+}
+
+AdamW::AdamW(std::vector<AdamWTarget> targets, const OptimConfig& cfg) : cfg_(cfg) {
+  for (auto& t : targets)
+    slots_.push_back({t.name, t.param, at::zeros_like(t.param), at::zeros_like(t.param), t.decay});
 }
 
 bool AdamW::decays(const std::string& name) const {
@@ -24,12 +31,22 @@ bool AdamW::decays(const std::string& name) const {
 }
 
 void AdamW::step(double lr) {
+  std::vector<at::Tensor> grads;
+  for (const auto& s : slots_) grads.push_back(s.param.grad());
+  step(lr, grads);
+}
+
+void AdamW::step(double lr, const std::vector<at::Tensor>& grads) {
+  if (grads.size() != slots_.size())
+    throw std::invalid_argument("AdamW::step: " + std::to_string(grads.size()) + " gradients for " +
+                                std::to_string(slots_.size()) + " slots");
   ++steps_;
   const double bc1 = 1.0 - std::pow(cfg_.beta1, steps_);
   const double bc2 = 1.0 - std::pow(cfg_.beta2, steps_);
   at::NoGradGuard no_grad;
-  for (auto& s : slots_) {
-    const at::Tensor& g = s.param.grad();
+  for (size_t i = 0; i < slots_.size(); ++i) {
+    Slot& s = slots_[i];
+    const at::Tensor& g = grads[i];
     if (!g.defined()) continue;
     s.exp_avg.mul_(cfg_.beta1).add_(g, 1.0 - cfg_.beta1);
     s.exp_avg_sq.mul_(cfg_.beta2).addcmul_(g, g, 1.0 - cfg_.beta2);
@@ -39,8 +56,11 @@ void AdamW::step(double lr) {
   }
 }
 
-void AdamW::zero_grad() {
-  for (auto& s : slots_) s.param.mutable_grad() = at::Tensor();
+int64_t AdamW::state_bytes() const {
+  int64_t n = 0;
+  for (const auto& s : slots_)
+    n += (s.exp_avg.numel() + s.exp_avg_sq.numel()) * static_cast<int64_t>(s.exp_avg.element_size());
+  return n;
 }
 
 NamedTensors AdamW::state() const {

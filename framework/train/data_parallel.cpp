@@ -1,6 +1,5 @@
 #include "framework/train/data_parallel.h"
 
-#include <ATen/ops/cat.h>
 #include <ATen/ops/tensor.h>
 #include <fmt/format.h>
 #include <torch/csrc/distributed/c10d/Store.hpp>
@@ -9,6 +8,17 @@
 #include "framework/util/hash.h"
 
 namespace attnlab {
+
+std::string comm_backend(const ParallelConfig& cfg, c10::Device device) {
+  const std::string b = cfg.backend == "auto" ? (device.is_cuda() ? "nccl" : "gloo") : cfg.backend;
+  if (b == "nccl" && !device.is_cuda())
+    throw ConfigError({"config: parallel.backend: nccl moves CUDA tensors, but train.device is the CPU; use gloo or auto"});
+  if (b == "gloo" && device.is_cuda())
+    throw ConfigError({"config: parallel.backend: gloo here moves CPU tensors only, but train.device is cuda; use nccl or auto"});
+  if (b == "nccl" && !nccl_available())
+    throw ConfigError({"config: parallel.backend: this attnlab was built without CUDA, so it has no NCCL (docs/build.md)"});
+  return b;
+}
 
 void DataParallel::check_same_config(const std::string& config_hash) {
   c10d::Store& store = *comm_.store();
@@ -40,37 +50,6 @@ void DataParallel::sync_parameters(const std::vector<at::Tensor>& params) {
   if (!hi.equal(lo))
     throw std::runtime_error(fmt::format("rank {}: parameters differ across ranks after the broadcast "
                                          "from rank 0", comm_.rank()));
-}
-
-void DataParallel::average_gradients(const std::vector<at::Tensor>& params) {
-  at::NoGradGuard no_grad;
-  const double inv = 1.0 / static_cast<double>(comm_.size());
-  std::vector<at::Tensor> bucket;
-  int64_t bytes = 0;
-  auto flush = [&] {
-    if (bucket.empty()) return;
-    std::vector<at::Tensor> flat;
-    for (const auto& g : bucket) flat.push_back(g.reshape({-1}));
-    at::Tensor buf = at::cat(flat);  // [sum of numel]
-    comm_.all_reduce(buf);
-    buf.mul_(inv);
-    int64_t off = 0;
-    for (auto& g : bucket) {
-      g.copy_(buf.narrow(0, off, g.numel()).view(g.sizes()));
-      off += g.numel();
-    }
-    bucket.clear();
-    bytes = 0;
-  };
-  for (const auto& p : params) {
-    if (!p.grad().defined()) continue;
-    // One dtype per bucket (a flat buffer has one dtype).
-    if (!bucket.empty() && bucket.back().scalar_type() != p.grad().scalar_type()) flush();
-    bucket.push_back(p.grad());
-    bytes += p.grad().numel() * static_cast<int64_t>(p.grad().element_size());
-    if (bytes >= bucket_bytes_) flush();
-  }
-  flush();
 }
 
 void DataParallel::mean(at::Tensor& t) {

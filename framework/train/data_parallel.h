@@ -10,20 +10,24 @@
 #include <string>
 #include <vector>
 
+#include "framework/config/run_config.h"
+
 #include "framework/dist/communicator.h"
 
 namespace attnlab {
 
+/// The backend parallel.backend names; auto: nccl for a CUDA device, gloo otherwise. Throws
+/// ConfigError for nccl on CPU or in a build without NCCL.
+std::string comm_backend(const ParallelConfig& cfg, c10::Device device);
+
 class DataParallel {
  public:
-  DataParallel(Communicator& comm, int64_t bucket_bytes) : comm_(comm), bucket_bytes_(bucket_bytes) {}
+  explicit DataParallel(Communicator& comm) : comm_(comm) {}
 
   /// Throws ConfigError naming both hashes when some rank built a different config.
   void check_same_config(const std::string& config_hash);
   /// Rank 0's values into every parameter, then a check that all ranks hold the same bytes.
   void sync_parameters(const std::vector<at::Tensor>& params);
-  /// grad <- mean over ranks, for every parameter with a gradient (all ranks have the same set).
-  void average_gradients(const std::vector<at::Tensor>& params);
   /// In place: the mean over ranks (losses), or the max (a stop flag).
   void mean(at::Tensor& t);
   bool any(bool flag);
@@ -31,7 +35,6 @@ class DataParallel {
 
  private:
   Communicator& comm_;
-  int64_t bucket_bytes_;
 };
 
 }  // namespace attnlab

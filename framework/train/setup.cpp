@@ -69,6 +69,8 @@ LanguageModel build_model(const RunConfig& cfg, c10::Device device) {
                                    cfg.model.vocab_size, cfg.data.tokenizer, tok->vocab_size())});
   at::manual_seed(static_cast<uint64_t>(cfg.run.seed));
   LanguageModel model(cfg.model);
+  // fp64 parameters (initialised as in fp32, then widened): for tests of exactness.
+  if (cfg.train.dtype == "fp64") model->to(at::kDouble);
   model->to(device);
   return model;
 }

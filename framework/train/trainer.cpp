@@ -50,17 +50,20 @@ Trainer::Trainer(RunConfig cfg, World world, TrainerOptions opts)
     : cfg_(std::move(cfg)), world_(world), opts_(opts), device_(resolve_device(cfg_.train)) {
   check_thread_count(cfg_.train);
   if (!device_.is_cuda() && cfg_.train.threads > 0) at::set_num_threads(cfg_.train.threads);
+  if (cfg_.parallel.dp != 0 && cfg_.parallel.dp != world_.world_size)
+    throw ConfigError({fmt::format("config: parallel.dp is {} but the job has {} processes: until context "
+                                   "parallelism exists every process is a data-parallel rank (use 0)",
+                                   cfg_.parallel.dp, world_.world_size)});
   if (world_.world_size > 1) {
-    if (device_.is_cuda())
-      throw ConfigError({"config: train.device: data parallelism runs on CPU (Gloo) for now; NCCL is not wired in"});
     CommOptions co;
     co.timeout = std::chrono::seconds(cfg_.parallel.timeout_s);
+    co.backend = comm_backend(cfg_.parallel, device_);
     comm_ = std::make_unique<Communicator>(world_, co);
-    dp_ = std::make_unique<DataParallel>(*comm_, cfg_.parallel.bucket_mb << 20);
+    dp_ = std::make_unique<DataParallel>(*comm_);
     dp_->check_same_config(cfg_.model_hash(world_.world_size));
   }
   model_ = build_model(cfg_, device_);
-  optimizer_ = std::make_unique<AdamW>(named_parameters(model_), cfg_.optim);
+  optimizer_ = make_optimizer(named_parameters(model_), cfg_.optim, cfg_.parallel, comm_.get());
   // Rank 0 prepares the data (if needed) before the others open it.
   auto open_data = [&] {
     train_data_ = std::make_unique<BatchSampler>(open_split(cfg_, "train"), cfg_.data.seq_len,
@@ -95,6 +98,8 @@ void Trainer::say(const std::string& text) {
 
 void Trainer::save() {
   if (!opts_.write_outputs || saved_step_ == step_) return;
+  // Every rank takes part (ZeRO-1 gathers the moments); rank 0 writes.
+  const NamedTensors moments = optimizer_->state();
   if (!world_.is_main()) {  // rank 0 writes; the others wait until the checkpoint is complete
     if (comm_) comm_->barrier();
     saved_step_ = step_;
@@ -110,7 +115,7 @@ void Trainer::save() {
   state.world_size = world_.world_size;
   state.config_hash = cfg_.model_hash(world_.world_size);
   state.attnlab_version = ATTNLAB_VERSION;
-  save_checkpoint(cfg_.run_dir(), named_parameters(model_), optimizer_->state(), state,
+  save_checkpoint(cfg_.run_dir(), named_parameters(model_), moments, state,
                   cfg_.checkpoint.keep);
   saved_step_ = step_;
   if (comm_) comm_->barrier();
@@ -132,7 +137,7 @@ StepResult Trainer::step() {
   };
   auto t0 = clock::now();
   r.lr = learning_rate(cfg_.optim, step_, cfg_.train.steps);
-  const bool autocast = device_.is_cuda() && cfg_.train.dtype != "fp32";
+  const bool autocast = device_.is_cuda() && (cfg_.train.dtype == "auto" || cfg_.train.dtype == "bf16");
   at::autocast::set_autocast_enabled(at::kCUDA, autocast);
   if (autocast) at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
   MixerContext ctx{/*training=*/true, cfg_.train.kernel};
@@ -142,30 +147,22 @@ StepResult Trainer::step() {
     at::Tensor batch = train_data_->next(cfg_.train.batch_size).to(device_);  // [B, T+1]
     at::Tensor inputs = batch.narrow(1, 0, cfg_.data.seq_len);
     at::Tensor targets = batch.narrow(1, 1, cfg_.data.seq_len);
-    at::Tensor logits = model_->forward(inputs, ctx);  // [B, T, V] fp32
+    at::Tensor logits = model_->forward(inputs, ctx);  // [B, T, V] fp32 (fp64 models: fp64)
     at::Tensor loss = at::cross_entropy_loss(logits.reshape({-1, logits.size(-1)}),
                                              targets.reshape({-1}));
     at::Tensor total = (loss + model_->aux_loss()) / static_cast<double>(accum);
+    optimizer_->before_backward(m == accum - 1);  // data parallel: the last one is reduced
     total.backward();
-    micro_losses.push_back(loss.detach().to(at::kFloat).reshape({1}));
+    micro_losses.push_back(loss.detach().to(at::kDouble).reshape({1}));
   }
   if (autocast) at::autocast::clear_cache();
   r.fwd_bwd_s = seconds_since(t0);
   t0 = clock::now();
-  // Data parallel: mean gradients over ranks before the norm, so every rank clips and steps
-  // identically (docs/parallelism.md).
-  if (dp_) {
-    const auto c0 = clock::now();
-    dp_->average_gradients(model_->parameters());
-    r.comm_s += seconds_since(c0);
-  }
-  // Global grad norm in fp32 (a norm of per-tensor norms), fetched with the losses in one sync.
-  std::vector<at::Tensor> grads;
-  for (const auto& p : model_->parameters())
-    if (p.grad().defined()) grads.push_back(p.grad());
-  at::Tensor gnorm = grads.empty() ? at::zeros({1}, micro_losses[0].options())
-                                   : at::linalg_vector_norm(at::stack(at::_foreach_norm(grads)).to(at::kFloat))
-                                         .reshape({1});
+  // Data parallel: the gradients are the mean over ranks before the norm, so every rank clips
+  // and steps identically (docs/parallelism.md). Only the wait is exposed: buckets left during
+  // backward.
+  optimizer_->after_backward();
+  at::Tensor gnorm = optimizer_->grad_norm();
   if (dp_) {
     // The logged loss is the global mean; a non-finite loss on any rank makes every rank skip.
     at::Tensor losses = at::cat(micro_losses);
@@ -174,7 +171,7 @@ StepResult Trainer::step() {
     r.comm_s += seconds_since(c0);
     micro_losses = {losses};
   }
-  micro_losses.push_back(gnorm);
+  micro_losses.push_back(gnorm.to(at::kDouble));
   const at::Tensor host = at::cat(micro_losses).to(at::kCPU, at::kDouble);  // the step's one sync
   const double* v = host.const_data_ptr<double>();
   int64_t bad_micro = -1;
@@ -192,18 +189,20 @@ StepResult Trainer::step() {
         first_cursor + std::max<int64_t>(bad_micro, 0) * cfg_.train.batch_size,
         cfg_.train.batch_size);
     optimizer_->zero_grad();
+    r.comm_s += optimizer_->take_comm_seconds();
     if (cfg_.train.nan_policy == "stop") throw std::runtime_error(what + "; stopping (nan_policy: stop)");
     console_write(stderr, fmt::format("warning: {}; step skipped\n", what));
     ++skipped_steps_;
     r.skipped = true;
   } else {
     if (cfg_.train.clip > 0 && r.grad_norm > cfg_.train.clip)
-      at::_foreach_mul_(grads, cfg_.train.clip / (r.grad_norm + 1e-6));
+      optimizer_->scale_grads(cfg_.train.clip / (r.grad_norm + 1e-6));
     r.clip_s = seconds_since(t0);
     t0 = clock::now();
     optimizer_->step(r.lr);
     optimizer_->zero_grad();
     r.optim_s = seconds_since(t0);
+    r.comm_s += optimizer_->take_comm_seconds();
   }
   ++step_;
   losses_.push_back(r.loss);
@@ -261,9 +260,13 @@ int Trainer::train() {
   say(fmt::format("model: {} layers, {:.2f}M parameters, {:.1f} MFLOP/token (fwd+bwd); device {}{}\n",
                   cfg_.model.layers, model_->num_parameters() / 1e6, flops_per_token_ / 1e6,
                   device_.str(),
-                  dp_ ? fmt::format("; data parallel: {} ranks over gloo (launched by {})",
-                                    world_.world_size, world_.launcher)
+                  dp_ ? fmt::format("; data parallel: {} ranks (dp {}, zero {}) over {} (launched by {})",
+                                    world_.world_size, world_.world_size, cfg_.parallel.zero,
+                                    comm_->backend(), world_.launcher)
                       : ""));
+  say(fmt::format("optimizer: AdamW state {:.2f} MB on this rank{}\n", optimizer_->state_bytes() / 1e6,
+                  dp_ && cfg_.parallel.zero == 1 ? fmt::format(" (ZeRO-1: about 1/{} of the whole)", world_.world_size)
+                                                 : ""));
   model_->train();
   using clock = std::chrono::steady_clock;
   const auto start = clock::now();

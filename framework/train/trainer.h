@@ -13,6 +13,7 @@
 #include "framework/log/metrics.h"
 #include "framework/model/language_model.h"
 #include "framework/train/adamw.h"
+#include "framework/train/optimizer.h"
 #include "framework/train/data_parallel.h"
 #include "framework/util/run_lock.h"
 
@@ -66,7 +67,7 @@ class Trainer {
   TrainerOptions opts_;
   c10::Device device_;
   LanguageModel model_{nullptr};
-  std::unique_ptr<AdamW> optimizer_;
+  std::unique_ptr<Optimizer> optimizer_;
   std::unique_ptr<BatchSampler> train_data_, val_data_;
   std::unique_ptr<RunLock> lock_;
   std::unique_ptr<Communicator> comm_;  ///< only when world_size > 1

@@ -59,21 +59,51 @@ void expect_same_curve(const std::vector<double>& a, const std::vector<double>& 
     EXPECT_LE(std::abs(a[i] - b[i]), tol * std::abs(a[i])) << what << " at entry " << i << ": " << a[i] << " vs " << b[i];
 }
 
-TEST(DataParallel, TwoRanksOfBatchBTrainLikeOneRankOfBatch2B) {
+// 2 ranks x batch B against 1 rank x batch 2B, as DDP and as ZeRO-1, for softmax and gla, with
+// and without grad_accum. An fp64 model makes the comparison tight: the sums only change order.
+struct Equivalence {
+  std::string mixer, dtype, accum;
+  double tol;
+};
+
+TEST(DataParallel, TwoRanksOfBatchBTrainLikeOneRankOfBatch2BAsDdpAndZero1) {
   Job j;
-  for (const std::string accum : {"1", "2"}) {
-    const std::vector<std::string> common = {"train.steps=8", "train.grad_accum=" + accum};
-    auto with = [&](std::vector<std::string> v, const std::string& b) { v.push_back("train.batch_size=" + b); return v; };
+  for (const Equivalence& e : {Equivalence{"softmax", "fp64", "1", 1e-10}, Equivalence{"softmax", "fp64", "2", 1e-10},
+                               Equivalence{"gla", "fp64", "1", 1e-10}, Equivalence{"softmax", "fp32", "2", 1e-5}}) {
+    const std::string tag = e.mixer + "-" + e.dtype + "-accum" + e.accum;
+    const std::vector<std::string> common = {"train.steps=20", "train.grad_accum=" + e.accum, "train.dtype=" + e.dtype,
+                                             "model.mixer.type=" + e.mixer};
+    auto with = [&](std::vector<std::string> v, std::vector<std::string> extra) {
+      v.insert(v.end(), extra.begin(), extra.end());
+      return v;
+    };
     std::string log;
-    ASSERT_EQ(j.run(0, "one" + accum, with(common, "4"), &log), 0) << log;
-    ASSERT_EQ(j.run(2, "two" + accum, with(common, "2"), &log), 0) << log;
-    EXPECT_NE(log.find("data parallel: 2 ranks over gloo"), std::string::npos) << log;
-    // fp32: the same sums in another order, so equal to rounding, not bit for bit.
-    expect_same_curve(j.values("one" + accum, "train/loss"), j.values("two" + accum, "train/loss"), 1e-5,
-                      "train/loss, grad_accum " + accum);
-    expect_same_curve(j.values("one" + accum, "val/loss"), j.values("two" + accum, "val/loss"), 1e-5,
-                      "val/loss, grad_accum " + accum);
+    ASSERT_EQ(j.run(0, "one-" + tag, with(common, {"train.batch_size=4"}), &log), 0) << log;
+    for (const std::string zero : {"0", "1"}) {
+      const std::string name = "two-zero" + zero + "-" + tag;
+      // Small buckets, so gradients travel in several during backward.
+      ASSERT_EQ(j.run(2, name, with(common, {"train.batch_size=2", "parallel.zero=" + zero, "parallel.bucket_mb=1"}),
+                      &log), 0) << log;
+      EXPECT_NE(log.find("data parallel: 2 ranks (dp 2, zero " + zero + ") over gloo"), std::string::npos) << log;
+      expect_same_curve(j.values("one-" + tag, "train/loss"), j.values(name, "train/loss"), e.tol, name + " train/loss");
+      expect_same_curve(j.values("one-" + tag, "val/loss"), j.values(name, "val/loss"), e.tol, name + " val/loss");
+    }
   }
+}
+
+TEST(DataParallel, Zero1HoldsHalfTheOptimizerStateOnEachOfTwoRanks) {
+  Job j;
+  std::string ddp, zero;
+  ASSERT_EQ(j.run(2, "ddp", {"train.steps=1", "train.batch_size=2"}, &ddp), 0) << ddp;
+  ASSERT_EQ(j.run(2, "zero", {"train.steps=1", "train.batch_size=2", "parallel.zero=1"}, &zero), 0) << zero;
+  auto megabytes = [](const std::string& log) {
+    const size_t at = log.find("optimizer: AdamW state ");
+    return at == std::string::npos ? -1.0 : std::stod(log.substr(at + 23));
+  };
+  ASSERT_GT(megabytes(ddp), 0) << ddp;
+  // Each bucket is padded to a multiple of 2, so ZeRO-1 holds half, up to a few elements.
+  EXPECT_NEAR(megabytes(zero), megabytes(ddp) / 2, 0.011) << zero;
+  EXPECT_NE(zero.find("ZeRO-1: about 1/2 of the whole"), std::string::npos) << zero;
 }
 
 TEST(DataParallel, SigtermToTheLauncherCheckpointsAndResumeContinuesTheSameCurve) {
@@ -114,13 +144,16 @@ TEST(DataParallel, ResumeAcrossWorldSizesContinuesTheSameCurve) {
   };
   std::string log;
   ASSERT_EQ(j.run(0, "whole", with({"train.steps=10", "train.batch_size=4"}), &log), 0) << log;
-  // 2 ranks x 2 for five steps, then 1 rank x 4 resumes; and the other way round.
-  struct Leg { int first_nproc, first_batch, second_nproc, second_batch; };
-  for (const Leg& leg : {Leg{2, 2, 0, 4}, Leg{0, 4, 2, 2}}) {
-    const std::string name = fmt::format("w{}to{}", leg.first_nproc, leg.second_nproc);
-    ASSERT_EQ(j.run(leg.first_nproc, name, with({"train.steps=5", "train.batch_size=" + std::to_string(leg.first_batch)}),
+  // 2 ranks x 2 for five steps, then 1 rank x 4 resumes; the other way round; and ZeRO-1 on
+  // either side (the checkpoint holds full moments, resharded on load).
+  struct Leg { int first_nproc, first_batch, second_nproc, second_batch; std::string first_zero, second_zero; };
+  for (const Leg& leg : {Leg{2, 2, 0, 4, "0", "0"}, Leg{0, 4, 2, 2, "0", "1"}, Leg{2, 2, 0, 4, "1", "0"}}) {
+    const std::string name = fmt::format("w{}z{}to{}z{}", leg.first_nproc, leg.first_zero, leg.second_nproc, leg.second_zero);
+    ASSERT_EQ(j.run(leg.first_nproc, name, with({"train.steps=5", "train.batch_size=" + std::to_string(leg.first_batch),
+                                                 "parallel.zero=" + leg.first_zero}),
                     &log), 0) << log;
-    auto second = with({"train.steps=10", "train.batch_size=" + std::to_string(leg.second_batch)});
+    auto second = with({"train.steps=10", "train.batch_size=" + std::to_string(leg.second_batch),
+                        "parallel.zero=" + leg.second_zero});
     std::vector<std::string> argv = {ATTNLAB_BIN};
     if (leg.second_nproc > 0) argv.insert(argv.end(), {"launch", "--nproc-per-node", std::to_string(leg.second_nproc), "--"});
     for (const auto& a : j.train_args(name, second)) argv.push_back(a);

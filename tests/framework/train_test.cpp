@@ -70,7 +70,7 @@ TEST(AdamW, MatchesClosedFormAndSkipsDecayForNorms) {
   o.beta1 = 0.9, o.beta2 = 0.99, o.eps = 1e-8, o.weight_decay = 0.5;
   at::Tensor w = at::full({2, 2}, 1.0, at::kDouble).requires_grad_(true);
   at::Tensor n = at::full({2}, 1.0, at::kDouble).requires_grad_(true);
-  AdamW opt({{"w", w}, {"norm.weight", n}}, o);
+  AdamW opt(NamedTensors{{"w", w}, {"norm.weight", n}}, o);
   EXPECT_TRUE(opt.decays("w"));
   EXPECT_FALSE(opt.decays("norm.weight"));
   w.mutable_grad() = at::full({2, 2}, 0.5, at::kDouble);

@@ -1,0 +1,173 @@
+#include "framework/train/zero.h"
+
+#include <ATen/ops/_foreach_mul.h>
+#include <ATen/ops/_foreach_norm.h>
+#include <ATen/ops/linalg_vector_norm.h>
+#include <ATen/ops/stack.h>
+#include <ATen/ops/zeros.h>
+#include <ATen/ops/zeros_like.h>
+
+#include <chrono>
+#include <stdexcept>
+
+#include "framework/checkpoint/tensor_copy.h"
+#include "framework/train/adamw.h"
+#include "framework/train/grad_sync.h"
+
+namespace attnlab {
+namespace {
+
+class ShardedAdamW final : public Optimizer {
+ public:
+  ShardedAdamW(const NamedTensors& params, const OptimConfig& optim, const ParallelConfig& parallel,
+               Communicator& comm)
+      : named_(params),
+        sync_(comm, plain(params), parallel.bucket_mb << 20, GradientSync::Reduce::reduce_scatter),
+        adamw_(targets(optim), optim) {}
+
+  void before_backward(bool last) override { sync_.arm(last); }
+  void after_backward() override { timed([&] { sync_.finish(); }); }
+
+  at::Tensor grad_norm() override {
+    std::vector<at::Tensor> shards;
+    for (const auto& b : sync_.buckets()) shards.push_back(b.shard);
+    // The sum over ranks of each rank's squared shard norm (padding is zero).
+    at::Tensor sq = at::linalg_vector_norm(at::stack(at::_foreach_norm(shards)).to(grad_norm_dtype(shards[0]))).pow(2).reshape({1});
+    timed([&] { sync_.comm().all_reduce(sq); });
+    return sq.sqrt();
+  }
+  void scale_grads(double factor) override {
+    for (auto& b : sync_.buckets()) b.shard.mul_(factor);
+  }
+  void step(double lr) override {
+    std::vector<at::Tensor> grads;
+    for (const Piece& p : pieces_)
+      grads.push_back(sync_.buckets()[p.bucket].shard.narrow(0, p.shard_offset, p.numel));
+    adamw_.step(lr, grads);
+    // Each bucket's updated slice goes to every rank: pack into the shard buffer (its gradients
+    // are spent), all-gather into the flat buffer, unpack into the parameters.
+    at::NoGradGuard no_grad;
+    for (auto& b : sync_.buckets()) b.shard.zero_();
+    for (size_t i = 0; i < pieces_.size(); ++i)
+      sync_.buckets()[pieces_[i].bucket].shard.narrow(0, pieces_[i].shard_offset, pieces_[i].numel)
+          .copy_(piece_param(i));
+    timed([&] {
+      for (auto& b : sync_.buckets()) sync_.comm().all_gather_into(b.shard, b.flat);
+    });
+    for (const auto& b : sync_.buckets())
+      for (size_t slot = 0; slot < b.params.size(); ++slot) {
+        const at::Tensor& p = sync_.params()[b.params[slot]];
+        p.detach().view({-1}).copy_(b.flat.narrow(0, b.offsets[slot], p.numel()));
+      }
+  }
+  void zero_grad() override {
+    for (const auto& [name, p] : named_) p.mutable_grad() = at::Tensor();
+  }
+
+  // Both moments of every parameter, gathered slice by slice through the bucket buffers.
+  NamedTensors state() override {
+    const NamedTensors local = adamw_.state();  // exp_avg.<n>, exp_avg_sq.<n> per piece, in order
+    std::vector<at::Tensor> full[2];
+    for (int which = 0; which < 2; ++which) {
+      full[which].resize(named_.size());
+      for (auto& b : sync_.buckets()) b.shard.zero_();
+      for (size_t i = 0; i < pieces_.size(); ++i)
+        sync_.buckets()[pieces_[i].bucket].shard.narrow(0, pieces_[i].shard_offset, pieces_[i].numel)
+            .copy_(local[2 * i + which].second);
+      for (auto& b : sync_.buckets()) {
+        sync_.comm().all_gather_into(b.shard, b.flat);
+        for (size_t slot = 0; slot < b.params.size(); ++slot) {
+          const at::Tensor& p = sync_.params()[b.params[slot]];
+          full[which][b.params[slot]] = b.flat.narrow(0, b.offsets[slot], p.numel()).view(p.sizes()).clone();
+        }
+      }
+    }
+    NamedTensors out;
+    for (size_t k = 0; k < named_.size(); ++k) {
+      out.emplace_back("exp_avg." + named_[k].first, full[0][k]);
+      out.emplace_back("exp_avg_sq." + named_[k].first, full[1][k]);
+    }
+    return out;
+  }
+
+  void load_state(const std::map<std::string, at::Tensor>& tensors, int64_t steps,
+                  const std::string& origin) override {
+    NamedTensors whole;  // the full moments, checked name by name, shape by shape
+    for (const auto& [name, p] : named_) {
+      whole.emplace_back("exp_avg." + name, at::zeros_like(p));
+      whole.emplace_back("exp_avg_sq." + name, at::zeros_like(p));
+    }
+    copy_tensors_exact(whole, tensors, origin);
+    std::map<std::string, at::Tensor> mine;
+    for (const Piece& p : pieces_) {
+      const std::string& name = named_[p.param].first;
+      mine["exp_avg." + name] = whole[2 * p.param].second.view({-1}).narrow(0, p.param_offset, p.numel);
+      mine["exp_avg_sq." + name] = whole[2 * p.param + 1].second.view({-1}).narrow(0, p.param_offset, p.numel);
+    }
+    adamw_.load_state(mine, steps, origin);
+  }
+  int64_t steps() const override { return adamw_.steps(); }
+  int64_t state_bytes() const override { return adamw_.state_bytes(); }
+
+ private:
+  /// The part of one parameter this rank owns: elements [param_offset, +numel) of the flattened
+  /// parameter, which sit at shard_offset in its bucket's shard.
+  struct Piece {
+    size_t param, bucket;
+    int64_t param_offset, shard_offset, numel;
+  };
+
+  static std::vector<at::Tensor> plain(const NamedTensors& params) {
+    std::vector<at::Tensor> out;
+    for (const auto& [name, p] : params) {
+      if (!p.is_contiguous()) throw std::invalid_argument("ZeRO-1: parameter " + name + " is not contiguous");
+      out.push_back(p);
+    }
+    return out;
+  }
+
+  // This rank's pieces, bucket by bucket, and the AdamW slots over them.
+  std::vector<AdamWTarget> targets(const OptimConfig& optim) {
+    const int64_t rank = sync_.comm().rank();
+    std::vector<AdamWTarget> out;
+    for (size_t bi = 0; bi < sync_.buckets().size(); ++bi) {
+      const GradBucket& b = sync_.buckets()[bi];
+      const int64_t lo = rank * b.shard_size(), hi = lo + b.shard_size();
+      for (size_t slot = 0; slot < b.params.size(); ++slot) {
+        const size_t k = b.params[slot];
+        const int64_t begin = std::max(lo, b.offsets[slot]);
+        const int64_t end = std::min(hi, b.offsets[slot] + named_[k].second.numel());
+        if (begin >= end) continue;
+        pieces_.push_back({k, bi, begin - b.offsets[slot], begin - lo, end - begin});
+        out.push_back({named_[k].first, piece_param(pieces_.size() - 1),
+                       decays_by_default(named_[k].first, named_[k].second, optim)});
+      }
+    }
+    return out;
+  }
+
+  at::Tensor piece_param(size_t i) const {
+    const Piece& p = pieces_[i];
+    return named_[p.param].second.detach().view({-1}).narrow(0, p.param_offset, p.numel);
+  }
+
+  template <class F> void timed(F&& f) {
+    const auto t0 = std::chrono::steady_clock::now();
+    f();
+    comm_s_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
+
+  NamedTensors named_;
+  std::vector<Piece> pieces_;
+  GradientSync sync_;
+  AdamW adamw_;
+};
+
+}  // namespace
+
+std::unique_ptr<Optimizer> make_zero1_adamw(const NamedTensors& params, const OptimConfig& optim,
+                                            const ParallelConfig& parallel, Communicator& comm) {
+  return std::make_unique<ShardedAdamW>(params, optim, parallel, comm);
+}
+
+}  // namespace attnlab
