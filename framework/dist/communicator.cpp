@@ -72,6 +72,18 @@ std::shared_ptr<gloo::transport::Device> gloo_device(const World& w) {
   return c10d::ProcessGroupGloo::createDefaultDevice();
 }
 
+// A failed collective almost always means another rank died, hung past parallel.timeout_s, or
+// cannot be reached; the backend's own message alone (a socket error) does not say so.
+void wait_for(const c10::intrusive_ptr<c10d::Work>& work, const char* op, int64_t rank, const std::string& backend) {
+  try {
+    work->wait();
+  } catch (const std::exception& e) {
+    throw std::runtime_error(fmt::format("rank {}: {} over {} failed: another rank has died, hung past "
+                                         "parallel.timeout_s, or cannot be reached (its launcher names it): {}",
+                                         rank, op, backend, e.what()));
+  }
+}
+
 c10d::ReduceOp to_c10d(ReduceOp op) {
   switch (op) {
     case ReduceOp::sum: return c10d::ReduceOp::SUM;
@@ -115,7 +127,7 @@ Pending Communicator::all_reduce_async(at::Tensor& t, ReduceOp op) {
   c10d::AllreduceOptions o;
   o.reduceOp = to_c10d(op);
   auto work = groups_->backend->allreduce(ts, o);
-  return Pending([work] { work->wait(); });
+  return Pending([work, r = rank_, b = backend_] { wait_for(work, "all_reduce", r, b); });
 }
 
 void Communicator::broadcast(at::Tensor& t, int64_t root) {
@@ -124,7 +136,7 @@ void Communicator::broadcast(at::Tensor& t, int64_t root) {
   std::vector<at::Tensor> ts{t};
   c10d::BroadcastOptions o;
   o.rootRank = root;
-  groups_->backend->broadcast(ts, o)->wait();
+  wait_for(groups_->backend->broadcast(ts, o), "broadcast", rank_, backend_);
 }
 
 std::vector<at::Tensor> Communicator::all_gather(const at::Tensor& in) {
@@ -133,7 +145,7 @@ std::vector<at::Tensor> Communicator::all_gather(const at::Tensor& in) {
   std::vector<std::vector<at::Tensor>> out(1);
   for (int64_t r = 0; r < size_; ++r) out[0].push_back(at::empty_like(in));
   std::vector<at::Tensor> ins{in.contiguous()};
-  groups_->backend->allgather(out, ins)->wait();
+  wait_for(groups_->backend->allgather(out, ins), "all_gather", rank_, backend_);
   return out[0];
 }
 
@@ -156,7 +168,7 @@ Pending Communicator::reduce_scatter_async(at::Tensor& in, at::Tensor& out) {
     return {};
   }
   auto work = groups_->backend->_reduce_scatter_base(out, in);
-  return Pending([work] { work->wait(); });
+  return Pending([work, r = rank_, b = backend_] { wait_for(work, "reduce_scatter", r, b); });
 }
 
 void Communicator::all_gather_into(at::Tensor& in, at::Tensor& out) {
@@ -169,27 +181,27 @@ void Communicator::all_gather_into(at::Tensor& in, at::Tensor& out) {
     return;
   }
   at::Tensor flat_out = out.view({-1}), flat_in = in.view({-1});
-  groups_->backend->_allgather_base(flat_out, flat_in)->wait();
+  wait_for(groups_->backend->_allgather_base(flat_out, flat_in), "all_gather", rank_, backend_);
 }
 
 void Communicator::send(at::Tensor& t, int64_t dst, int tag) {
   stats_.add("send", nbytes(t));
   if (size_ == 1) throw std::invalid_argument("send: a one-process world has no peer");
   std::vector<at::Tensor> ts{t};
-  groups_->backend->send(ts, static_cast<int>(dst), tag)->wait();
+  wait_for(groups_->backend->send(ts, static_cast<int>(dst), tag), "send", rank_, backend_);
 }
 
 void Communicator::recv(at::Tensor& t, int64_t src, int tag) {
   stats_.add("recv", nbytes(t));
   if (size_ == 1) throw std::invalid_argument("recv: a one-process world has no peer");
   std::vector<at::Tensor> ts{t};
-  groups_->backend->recv(ts, static_cast<int>(src), tag)->wait();
+  wait_for(groups_->backend->recv(ts, static_cast<int>(src), tag), "recv", rank_, backend_);
 }
 
 void Communicator::barrier() {
   stats_.add("barrier", 0);
   if (size_ == 1) return;
-  groups_->backend->barrier()->wait();
+  wait_for(groups_->backend->barrier(), "barrier", rank_, backend_);
 }
 
 }  // namespace attnlab

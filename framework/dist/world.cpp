@@ -47,6 +47,8 @@ World world_from_env() {
       w.launcher = l.launcher;
       break;
     }
+  // attnlab launch speaks torchrun's protocol and says so for the messages.
+  if (w.launcher == "torchrun" && env_str("ATTNLAB_LAUNCHER") == "attnlab-launch") w.launcher = "attnlab launch";
   w.world_size = env_int(n.size, 1);
   w.rank = env_int(n.rank, 0);
   w.local_rank = env_int(n.local_rank, 0);

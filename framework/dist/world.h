@@ -17,7 +17,7 @@ struct World {
   /// /worker/attempt_<restart_count>.
   bool agent_store = false;
   int64_t restart_count = 0;
-  std::string launcher = "none";  ///< torchrun | slurm | mpi | none (for messages)
+  std::string launcher = "none";  ///< torchrun | attnlab launch | slurm | mpi | none (for messages)
   bool is_main() const { return rank == 0; }
 };
 

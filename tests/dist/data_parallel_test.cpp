@@ -1,7 +1,8 @@
 // Data parallelism end to end through the real binary and `attnlab launch`: 2 ranks × batch B
-// train the same model as 1 rank × batch 2B (with and without grad_accum), a SIGTERM to the
-// launcher checkpoints every rank and --resume continues the same loss sequence, a worker that
-// dies takes the job down with its rank named, and bad launch arguments are usage errors.
+// train the same model as 1 rank × batch 2B (DDP and ZeRO-1, with and without grad_accum), a
+// SIGTERM to the launcher checkpoints every rank and --resume continues the same loss sequence,
+// resume works across world sizes, and bad launch arguments are usage errors. Lost workers:
+// faults_test.cpp.
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -11,53 +12,10 @@
 #include <sstream>
 
 #include "tests/common/test_util.h"
-#include "tests/dist/processes.h"
+#include "tests/dist/job.h"
 
 namespace attnlab {
 namespace {
-
-struct Job {
-  std::string dir;
-  Job() : dir(testing::temp_dir("ddp")) { testing::write_corpus(dir, 300); }
-  std::vector<std::string> train_args(const std::string& name, const std::vector<std::string>& sets) const {
-    std::vector<std::string> a = {"train", ATTNLAB_SOURCE_DIR "/recipes/default.yaml"};
-    for (const std::string& s :
-         {"run.dir=" + dir + "/runs", "run.name=" + name, "data.dir=" + dir + "/data",
-          "data.prepare_from=" + dir + "/corpus.txt", std::string("model.dim=32"), std::string("model.layers=2"),
-          std::string("data.seq_len=32"), std::string("eval.every=0"), std::string("eval.batches=2"),
-          std::string("checkpoint.every=0"), std::string("log.every=1"), std::string("train.threads=1"),
-          std::string("parallel.timeout_s=20")})
-      a.push_back("--set"), a.push_back(s);
-    for (const auto& s : sets) a.push_back("--set"), a.push_back(s);
-    return a;
-  }
-  // Runs `attnlab [launch --nproc-per-node N --] train ...`; returns the exit code.
-  int run(int nproc, const std::string& name, const std::vector<std::string>& sets, std::string* log = nullptr) const {
-    std::vector<std::string> argv = {ATTNLAB_BIN};
-    if (nproc > 0) argv.insert(argv.end(), {"launch", "--nproc-per-node", std::to_string(nproc), "--"});
-    for (const auto& a : train_args(name, sets)) argv.push_back(a);
-    std::vector<Child> kids = {spawn(argv, {}, dir + "/" + name + ".log")};
-    const int rc = wait_all(kids, std::chrono::seconds(240))[0];
-    if (log) *log = testing::read_file(kids[0].log);
-    return rc;
-  }
-  std::vector<double> values(const std::string& name, const std::string& key) const {
-    std::vector<double> out;
-    std::istringstream in(testing::read_file(dir + "/runs/" + name + "/metrics.jsonl"));
-    for (std::string line; std::getline(in, line);) {
-      auto j = nlohmann::json::parse(line);
-      if (j.contains(key)) out.push_back(j[key].get<double>());
-    }
-    return out;
-  }
-};
-
-void expect_same_curve(const std::vector<double>& a, const std::vector<double>& b, double tol, const std::string& what) {
-  ASSERT_EQ(a.size(), b.size()) << what;
-  ASSERT_FALSE(a.empty()) << what;
-  for (size_t i = 0; i < a.size(); ++i)
-    EXPECT_LE(std::abs(a[i] - b[i]), tol * std::abs(a[i])) << what << " at entry " << i << ": " << a[i] << " vs " << b[i];
-}
 
 // 2 ranks x batch B against 1 rank x batch 2B, as DDP and as ZeRO-1, for softmax and gla, with
 // and without grad_accum. An fp64 model makes the comparison tight: the sums only change order.
@@ -188,42 +146,6 @@ TEST(DataParallel, TwoNodesOnTwoLoopbackAddressesTrainLikeOneRank) {
   // Rank 1 is quiet (rank 0 logs); its node must simply succeed, which it cannot without rank 0.
   EXPECT_EQ(testing::read_file(nodes[1].log).find("error"), std::string::npos) << testing::read_file(nodes[1].log);
   expect_same_curve(j.values("single", "train/loss"), j.values("nodes", "train/loss"), 1e-5, "two nodes");
-}
-
-TEST(DataParallel, AWorkerThatDiesStopsTheJobAndIsNamed) {
-  Job j;
-  // Rank 0 dies at its first checkpoint (the fault point ends it like kill -9); rank 1 waits in
-  // the barrier after the save until the launcher stops it.
-  std::vector<std::string> argv = {ATTNLAB_BIN, "launch", "--nproc-per-node", "2", "--"};
-  for (const auto& a : j.train_args("dies", {"train.steps=4", "train.batch_size=2"})) argv.push_back(a);
-  std::vector<Child> kids = {spawn(argv, {{"ATTNLAB_FAULT_AT", "save:begin"}}, j.dir + "/dies.log")};
-  const int rc = wait_all(kids, std::chrono::seconds(120))[0];
-  const std::string log = testing::read_file(kids[0].log);
-  EXPECT_NE(rc, 0) << log;
-  EXPECT_NE(rc, 999) << "the launcher did not exit: " << log;
-  EXPECT_NE(log.find("launch: rank 0 exited with status 86"), std::string::npos) << log;
-}
-
-TEST(DataParallel, RanksWithDifferentConfigsAreRefusedNamingBothHashes) {
-  Job j;
-  const std::string port = std::to_string(free_loopback_port());
-  std::vector<Child> kids;
-  for (int r = 0; r < 2; ++r) {
-    std::vector<std::string> argv = {ATTNLAB_BIN};
-    for (const auto& a : j.train_args("mismatch", {"train.steps=2", r == 1 ? "optim.lr=0.5" : "optim.lr=0.003"}))
-      argv.push_back(a);
-    kids.push_back(spawn(argv,
-                         {{"RANK", std::to_string(r)}, {"WORLD_SIZE", "2"}, {"LOCAL_RANK", std::to_string(r)},
-                          {"LOCAL_WORLD_SIZE", "2"}, {"MASTER_ADDR", "127.0.0.1"}, {"MASTER_PORT", port}},
-                         j.dir + "/mismatch" + std::to_string(r) + ".log"));
-  }
-  const auto codes = wait_all(kids, std::chrono::seconds(120));
-  const std::string log1 = testing::read_file(kids[1].log);
-  EXPECT_EQ(codes[1], 2) << log1;
-  EXPECT_NE(log1.find("rank 1 built config "), std::string::npos) << log1;
-  EXPECT_NE(log1.find(" but rank 0 built "), std::string::npos) << log1;
-  EXPECT_NE(codes[0], 0) << "rank 0 went on alone: " << testing::read_file(kids[0].log);
-  EXPECT_NE(codes[0], 999) << "rank 0 did not give up within parallel.timeout_s";
 }
 
 TEST(Launch, BadArgumentsAreUsageErrors) {
