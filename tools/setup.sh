@@ -17,7 +17,7 @@ export CCACHE_MAXSIZE="${CCACHE_MAXSIZE:-5G}"
 
 APT_PACKAGES=(cmake ninja-build ccache g++ python3-venv libyaml-cpp-dev libfmt-dev libgtest-dev
               libbenchmark-dev nlohmann-json3-dev libcli11-dev mold fortunes fortune-mod
-              pkg-config libsentencepiece-dev sentencepiece libgloo-dev)
+              pkg-config libsentencepiece-dev sentencepiece libgloo-dev iproute2)
 
 log() { printf '[setup] %s\n' "$*" >&2; }
 

@@ -27,6 +27,12 @@ namespace {
 
 int64_t nbytes(const at::Tensor& t) { return t.numel() * static_cast<int64_t>(t.element_size()); }
 
+// torch's errors carry a C++ backtrace in what(); users need the sentence.
+std::string message_of(const std::exception& e) {
+  if (const auto* c = dynamic_cast<const c10::Error*>(&e)) return c->what_without_backtrace();
+  return e.what();
+}
+
 uint16_t parse_port(const std::string& text) {
   char* end = nullptr;
   const long p = std::strtol(text.c_str(), &end, 10);
@@ -52,7 +58,7 @@ c10::intrusive_ptr<c10d::Store> join_store(const World& w, std::chrono::millisec
   } catch (const std::exception& e) {
     throw std::runtime_error(fmt::format("rank {}: cannot {} the store at {}:{} within {} s: {}", w.rank,
                                          o.isServer ? "host" : "reach", w.master_addr, w.master_port,
-                                         timeout.count() / 1000, e.what()));
+                                         timeout.count() / 1000, message_of(e)));
   }
   const std::string attempt = (w.agent_store ? "/worker/attempt_" : "attnlab/attempt_") +
                               std::to_string(w.restart_count);
@@ -80,7 +86,7 @@ void wait_for(const c10::intrusive_ptr<c10d::Work>& work, const char* op, int64_
   } catch (const std::exception& e) {
     throw std::runtime_error(fmt::format("rank {}: {} over {} failed: another rank has died, hung past "
                                          "parallel.timeout_s, or cannot be reached (its launcher names it): {}",
-                                         rank, op, backend, e.what()));
+                                         rank, op, backend, message_of(e)));
   }
 }
 

@@ -24,9 +24,19 @@
 namespace attnlab {
 
 std::atomic<bool> Trainer::stop_requested{false};
+std::atomic<bool> Trainer::training{false};
 
 void install_stop_handlers() {
-  auto handler = [](int) { Trainer::stop_requested = true; };
+  // Before the loop there is nothing to save, and setup may be blocked (a rendezvous waiting
+  // for its peers): the signal ends the process as it would by default.
+  auto handler = [](int sig) {
+    if (!Trainer::training) {
+      std::signal(sig, SIG_DFL);
+      std::raise(sig);
+      return;
+    }
+    Trainer::stop_requested = true;
+  };
   std::signal(SIGINT, handler);
   std::signal(SIGTERM, handler);
   ignore_sigpipe();
@@ -268,6 +278,7 @@ int Trainer::train() {
                   dp_ && cfg_.parallel.zero == 1 ? fmt::format(" (ZeRO-1: about 1/{} of the whole)", world_.world_size)
                                                  : ""));
   model_->train();
+  training = true;  // from here a signal checkpoints and stops
   using clock = std::chrono::steady_clock;
   const auto start = clock::now();
   auto window_start = start;

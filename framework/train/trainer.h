@@ -51,6 +51,8 @@ class Trainer {
 
   /// Set by the signal handler; checked between steps.
   static std::atomic<bool> stop_requested;
+  /// True once train() has entered its loop; before that SIGINT/SIGTERM end the process.
+  static std::atomic<bool> training;
 
  private:
   void prepare_run_dir();
@@ -80,7 +82,8 @@ class Trainer {
   int64_t tokens_per_step_ = 0;
 };
 
-/// Installs SIGINT/SIGTERM handlers that set Trainer::stop_requested, and ignores SIGPIPE.
+/// Installs SIGINT/SIGTERM handlers that set Trainer::stop_requested (once training; before,
+/// the signal ends the process), and ignores SIGPIPE.
 void install_stop_handlers();
 
 }  // namespace attnlab

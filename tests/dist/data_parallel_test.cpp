@@ -123,31 +123,6 @@ TEST(DataParallel, ResumeAcrossWorldSizesContinuesTheSameCurve) {
   }
 }
 
-TEST(DataParallel, TwoNodesOnTwoLoopbackAddressesTrainLikeOneRank) {
-  // Two launchers, node ranks 0 and 1, each with its own address (127.0.0.2 hosts the store;
-  // each node's Gloo binds its own address). This machine cannot be assumed to allow network
-  // namespaces, so the nodes are two loopback addresses of one host, not one node reported twice.
-  Job j;
-  std::string log;
-  ASSERT_EQ(j.run(0, "single", {"train.steps=6", "train.batch_size=4"}, &log), 0) << log;
-  const std::string port = std::to_string(free_loopback_port());
-  std::vector<Child> nodes;
-  for (int node = 0; node < 2; ++node) {
-    const std::string addr = "127.0.0." + std::to_string(2 + node);
-    std::vector<std::string> argv = {ATTNLAB_BIN, "launch", "--nnodes", "2", "--node-rank", std::to_string(node),
-                                     "--nproc-per-node", "1", "--master-addr", "127.0.0.2", "--master-port", port, "--"};
-    for (const auto& a : j.train_args("nodes", {"train.steps=6", "train.batch_size=2"})) argv.push_back(a);
-    nodes.push_back(spawn(argv, {{"ATTNLAB_GLOO_HOSTNAME", addr}}, j.dir + "/node" + std::to_string(node) + ".log"));
-  }
-  const auto codes = wait_all(nodes, std::chrono::seconds(180));
-  for (int node = 0; node < 2; ++node)
-    ASSERT_EQ(codes[node], 0) << "node " << node << ":\n" << testing::read_file(nodes[node].log);
-  EXPECT_NE(testing::read_file(nodes[0].log).find("data parallel: 2 ranks"), std::string::npos);
-  // Rank 1 is quiet (rank 0 logs); its node must simply succeed, which it cannot without rank 0.
-  EXPECT_EQ(testing::read_file(nodes[1].log).find("error"), std::string::npos) << testing::read_file(nodes[1].log);
-  expect_same_curve(j.values("single", "train/loss"), j.values("nodes", "train/loss"), 1e-5, "two nodes");
-}
-
 TEST(Launch, BadArgumentsAreUsageErrors) {
   Job j;
   auto rc_of = [&](std::vector<std::string> args) {

@@ -52,6 +52,20 @@ int main() {
   at::Tensor want = nd * at::arange(3 * r, 3 * r + 3, at::kDouble) + nd * (nd - 1) / 2;
   expect(mine.equal(want), "reduce_scatter slice", r);
 
+  // Two all-reduces in flight at once, waited in reverse order; then the flat gather and the
+  // asynchronous reduce-scatter the gradient buckets use.
+  at::Tensor x = at::full({7}, rd + 1, at::kDouble), y = at::full({3}, 2 * rd, at::kDouble);
+  Pending px = c.all_reduce_async(x), py = c.all_reduce_async(y);
+  py.wait(), px.wait(), px.wait();
+  expect(x.eq(nd * (nd + 1) / 2).all().item<bool>() && y.eq(nd * (nd - 1)).all().item<bool>(),
+         "two all_reduce_async in flight", r);
+  at::Tensor part = at::full({2}, rd, at::kFloat), whole = at::zeros({2 * n}, at::kFloat);
+  c.all_gather_into(part, whole);
+  expect(whole.equal(at::arange(n, at::kFloat).repeat_interleave(2)), "all_gather_into", r);
+  at::Tensor in = at::arange(2 * n, at::kDouble) * (rd + 1), out = at::zeros({2}, at::kDouble);
+  c.reduce_scatter_async(in, out).wait();
+  expect(out.equal(at::arange(2 * r, 2 * r + 2, at::kDouble) * (nd * (nd + 1) / 2)), "reduce_scatter_async", r);
+
   if (n > 1) {  // a ring: even ranks send first, odd ranks receive first
     at::Tensor out = at::full({4}, rd, at::kDouble), in = at::zeros({4}, at::kDouble);
     const int64_t next = (r + 1) % n, prev = (r + n - 1) % n;
@@ -65,8 +79,8 @@ int main() {
              "store key of rank " + std::to_string(k), r);
   }
   c.barrier();
-  expect(c.stats().bytes.at("all_reduce") == 2 * 5 * 8, "all_reduce byte counter", r);
-  expect(c.stats().calls.at("all_reduce") == 2, "all_reduce call counter", r);
+  expect(c.stats().bytes.at("all_reduce") == (2 * 5 + 7 + 3) * 8, "all_reduce byte counter", r);
+  expect(c.stats().calls.at("all_reduce") == 4, "all_reduce call counter", r);
   std::printf("rank %lld of %lld (%s): %s\n", static_cast<long long>(r), static_cast<long long>(n),
               w.launcher.c_str(), failures ? "FAILED" : "ok");
   return failures ? 1 : 0;

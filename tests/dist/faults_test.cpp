@@ -3,7 +3,10 @@
 // continues from the newest complete checkpoint with nothing lost; with --max-restarts the
 // launcher does that resume itself; a fault inside a save is named; ranks built from different
 // configs are refused naming both hashes. Processes are found and ended by pid.
+#include <arpa/inet.h>
 #include <dirent.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
@@ -144,6 +147,28 @@ TEST(Faults, RanksWithDifferentConfigsAreRefusedNamingBothHashes) {
   EXPECT_NE(log1.find(" but rank 0 built "), std::string::npos) << log1;
   EXPECT_NE(codes[0], 0) << "rank 0 went on alone: " << testing::read_file(kids[0].log);
   EXPECT_NE(codes[0], 999) << "rank 0 did not give up within parallel.timeout_s";
+}
+
+TEST(Faults, AMasterPortInUseIsAClearError) {
+  Job j;
+  // Hold a listening socket on a free port for the length of the test.
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(a);
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
+  ASSERT_EQ(::listen(fd, 4), 0);
+  ASSERT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len), 0);
+  const std::string port = std::to_string(ntohs(a.sin_port));
+  std::vector<Child> kids = {spawn(launch_argv(j, "busy", {"train.steps=2", "parallel.timeout_s=5"},
+                                               {"--master-port", port}),
+                                   {}, j.dir + "/busy.log")};
+  const int rc = wait_all(kids, std::chrono::seconds(60))[0];
+  ::close(fd);
+  const std::string log = testing::read_file(kids[0].log);
+  EXPECT_EQ(rc, 1) << log;
+  EXPECT_NE(log.find("rank 0: cannot host the store at 127.0.0.1:" + port), std::string::npos) << log;
 }
 
 }  // namespace

@@ -54,6 +54,8 @@ inline std::vector<int> wait_all(std::vector<Child>& kids, std::chrono::seconds 
   std::vector<int> codes(kids.size(), -1);
   const auto deadline = std::chrono::steady_clock::now() + limit;
   size_t done = 0;
+  for (size_t i = 0; i < kids.size(); ++i)
+    if (kids[i].pid <= 0) codes[i] = 127, ++done;  // never started (posix_spawn failed)
   while (done < kids.size() && std::chrono::steady_clock::now() < deadline) {
     for (size_t i = 0; i < kids.size(); ++i) {
       int status;
