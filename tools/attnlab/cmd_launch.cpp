@@ -158,8 +158,8 @@ Attempt run_attempt(const LaunchPlan& plan, int64_t port, int64_t restart, const
 }
 
 int run_launch(LaunchPlan plan, std::vector<std::string> args) {
-  if (args.empty() || args[0] != "train")
-    throw ConfigError({"launch: expected `-- train RECIPE [...]` after the launch options"});
+  if (args.empty() || (args[0] != "train" && !(args.size() > 1 && args[0] == "bench" && args[1] == "collectives")))
+    throw ConfigError({"launch: expected `-- train RECIPE [...]` (or `-- bench collectives`) after the launch options"});
   if (plan.node_rank >= plan.nnodes)
     throw ConfigError({fmt::format("launch: --node-rank {} is not below --nnodes {}", plan.node_rank, plan.nnodes)});
   if (plan.nnodes > 1 && plan.port == 0) throw ConfigError({"launch: --master-port is required with --nnodes > 1"});
@@ -180,7 +180,8 @@ int run_launch(LaunchPlan plan, std::vector<std::string> args) {
                                                               : ""));
       return 1;
     }
-    if (std::find(args.begin(), args.end(), "--resume") == args.end()) args.push_back("--resume");
+    if (args[0] == "train" && std::find(args.begin(), args.end(), "--resume") == args.end())
+      args.push_back("--resume");
     console_write(stderr, fmt::format("launch: restart {} of {}: starting every worker again with --resume\n",
                                       restart + 1, plan.max_restarts));
   }
