@@ -8,6 +8,7 @@
 #include "framework/dist/communicator.h"
 
 #ifdef ATTNLAB_WITH_NCCL
+#include <c10/cuda/CUDAFunctions.h>
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
 
@@ -15,6 +16,8 @@ namespace attnlab {
 
 #ifdef ATTNLAB_WITH_NCCL
 bool nccl_available() { return true; }
+
+void select_cuda_device(int index) { c10::cuda::set_device(static_cast<c10::DeviceIndex>(index)); }
 
 c10::intrusive_ptr<c10d::Backend> make_nccl_backend(const c10::intrusive_ptr<c10d::Store>& store,
                                                     int64_t rank, int64_t size,
@@ -26,6 +29,10 @@ c10::intrusive_ptr<c10d::Backend> make_nccl_backend(const c10::intrusive_ptr<c10
 }
 #else
 bool nccl_available() { return false; }
+
+void select_cuda_device(int) {
+  throw std::runtime_error("this attnlab was built without CUDA (docs/build.md)");
+}
 
 c10::intrusive_ptr<c10d::Backend> make_nccl_backend(const c10::intrusive_ptr<c10d::Store>&, int64_t,
                                                     int64_t, std::chrono::milliseconds) {

@@ -19,4 +19,8 @@ c10::intrusive_ptr<c10d::Backend> make_nccl_backend(const c10::intrusive_ptr<c10
                                                     int64_t rank, int64_t size,
                                                     std::chrono::milliseconds timeout);
 
+/// Makes CUDA device `index` this process's current device (NCCL creates its communicators on
+/// it); throws in a build without CUDA.
+void select_cuda_device(int index);
+
 }  // namespace attnlab

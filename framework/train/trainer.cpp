@@ -11,6 +11,7 @@
 #include <ATen/ops/tensor.h>
 #include <ATen/ops/zeros.h>
 #include <fmt/format.h>
+#include <torch/cuda.h>
 
 #include <chrono>
 #include <cmath>
@@ -18,6 +19,7 @@
 #include <thread>
 
 #include "framework/checkpoint/checkpoint.h"
+#include "framework/dist/nccl_backend.h"
 #include "framework/log/console.h"
 #include "framework/train/setup.h"
 
@@ -64,6 +66,15 @@ Trainer::Trainer(RunConfig cfg, World world, TrainerOptions opts)
     throw ConfigError({fmt::format("config: parallel.dp is {} but the job has {} processes: until context "
                                    "parallelism exists every process is a data-parallel rank (use 0)",
                                    cfg_.parallel.dp, world_.world_size)});
+  if (world_.world_size > 1 && device_.is_cuda()) {
+    // One GPU per local rank (CUDA_VISIBLE_DEVICES may narrow what this process sees).
+    const auto gpus = static_cast<int64_t>(torch::cuda::device_count());
+    if (world_.local_rank >= gpus)
+      throw ConfigError({fmt::format("LOCAL_RANK {} needs a GPU of its own, but this process sees {}",
+                                     world_.local_rank, gpus)});
+    device_ = c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(world_.local_rank));
+    select_cuda_device(static_cast<int>(world_.local_rank));
+  }
   if (world_.world_size > 1) {
     CommOptions co;
     co.timeout = std::chrono::seconds(cfg_.parallel.timeout_s);
