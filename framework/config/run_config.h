@@ -142,13 +142,13 @@ struct ParallelConfig {
   int64_t zero = 0;         ///< 0: DDP; 1: AdamW moments sharded across the DP ranks
   std::string backend = "auto";  ///< auto: nccl on CUDA, gloo on CPU
   int64_t timeout_s = 300;  ///< a collective or rendezvous taking longer is an error
-  int64_t bucket_mb = 25;   ///< gradient all-reduce bucket size
+  double bucket_mb = 25;    ///< gradient bucket size (fractions allowed: small models, tests)
   template <class V> void visit(V& v) {
     v("dp", dp, "data-parallel degree (0 = the world size)", Bounds{0, 1e6});
     v("zero", zero, "ZeRO stage: 0 (DDP) or 1 (optimizer state sharded)", Bounds{0, 1});
     v("backend", backend, "collective backend", OneOf{{"auto", "gloo", "nccl"}});
     v("timeout_s", timeout_s, "seconds before a stuck collective or rendezvous fails", Bounds{1, 86400});
-    v("bucket_mb", bucket_mb, "data parallel: MB of gradients per all-reduce", Bounds{1, 4096});
+    v("bucket_mb", bucket_mb, "data parallel: MB of gradients per all-reduce", Bounds{0.001, 4096});
   }
 };
 

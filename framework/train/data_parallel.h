@@ -2,8 +2,9 @@
 // holds the whole model and optimizer, sees its share of each global batch (the sampler's
 // rank-strided order, so the global sample order does not depend on the world size), and the
 // gradients are averaged across ranks before clipping and the update, so every rank applies
-// the same step. Gradients go in flat buckets of parallel.bucket_mb, one all-reduce each, after
-// the last micro-batch's backward (no overlap with backward yet).
+// the same step. The gradients themselves are the optimizer's business (framework/train/
+// optimizer.h, grad_sync.h); this class does the rest: config agreement, the identical start,
+// agreed flags and means.
 #pragma once
 #include <ATen/core/Tensor.h>
 

@@ -60,7 +60,12 @@ GradientSync::~GradientSync() {
 void GradientSync::arm(bool last_micro_batch) { armed_ = last_micro_batch; }
 
 void GradientSync::on_gradient(size_t k) {
-  if (!armed_ || copied_[k]) return;
+  if (!armed_) return;
+  // A second accumulation into the same parameter in one backward (re-entrant recompute, two
+  // backward calls per micro-batch) would arrive after its bucket left.
+  if (copied_[k])
+    throw std::logic_error("data parallel: a parameter's gradient was accumulated twice in the last "
+                           "micro-batch; call backward once per micro-batch");
   GradBucket& b = buckets_[bucket_of_[k]];
   const size_t slot = slot_of_[k];
   at::NoGradGuard no_grad;
@@ -83,11 +88,15 @@ void GradientSync::launch(GradBucket& b) {
 
 void GradientSync::finish() {
   at::NoGradGuard no_grad;
-  // Parameters whose hook did not fire (no gradient this step) contribute zeros.
+  // Parameters whose hook did not fire in the last micro-batch contribute what they hold (the
+  // earlier micro-batches' sum), or zeros when they got no gradient at all this step.
   for (size_t k = 0; k < params_.size(); ++k) {
     if (copied_[k]) continue;
     GradBucket& b = buckets_[bucket_of_[k]];
-    b.flat.narrow(0, b.offsets[slot_of_[k]], params_[k].numel()).zero_();
+    at::Tensor slot = b.flat.narrow(0, b.offsets[slot_of_[k]], params_[k].numel());
+    const at::Tensor& g = params_[k].grad();
+    if (g.defined()) slot.view(g.sizes()).copy_(g);
+    else slot.zero_();
     copied_[k] = true;
     ++b.ready;
   }

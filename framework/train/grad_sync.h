@@ -37,9 +37,9 @@ class GradientSync {
   /// Call before each micro-batch's backward: only the last one's gradients (which then hold
   /// the sum over micro-batches) are communicated.
   void arm(bool last_micro_batch);
-  /// After the last backward: starts what has not started (a parameter that got no gradient
-  /// contributes zeros), waits for everything, and leaves the mean over ranks in each .grad()
-  /// (all_reduce) or in each bucket's shard (reduce_scatter).
+  /// After the last backward: starts what has not started (a parameter whose hook did not fire
+  /// contributes its .grad(), or zeros if it has none), waits for everything, and leaves the
+  /// mean over ranks in each .grad() (all_reduce) or in each bucket's shard (reduce_scatter).
   void finish();
 
   const std::vector<GradBucket>& buckets() const { return buckets_; }

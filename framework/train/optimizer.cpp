@@ -23,7 +23,7 @@ class ReplicatedAdamW final : public Optimizer {
       : adamw_(params, optim) {
     for (const auto& [name, p] : params) params_.push_back(p);
     if (comm)
-      sync_ = std::make_unique<GradientSync>(*comm, params_, parallel.bucket_mb << 20,
+      sync_ = std::make_unique<GradientSync>(*comm, params_, bucket_bytes(parallel),
                                              GradientSync::Reduce::all_reduce);
   }
   void before_backward(bool last) override {
@@ -48,7 +48,8 @@ class ReplicatedAdamW final : public Optimizer {
   void zero_grad() override {
     for (auto& p : params_) p.mutable_grad() = at::Tensor();
   }
-  NamedTensors state() override { return adamw_.state(); }
+  NamedTensors state(bool) override { return adamw_.state(); }
+  size_t buckets() const override { return sync_ ? sync_->buckets().size() : 0; }
   void load_state(const std::map<std::string, at::Tensor>& t, int64_t steps, const std::string& origin) override {
     adamw_.load_state(t, steps, origin);
   }

@@ -38,13 +38,16 @@ class Optimizer {
   virtual void step(double lr) = 0;
   virtual void zero_grad() = 0;
   /// The full moments, named as optimizer.safetensors stores them. A collective under ZeRO-1:
-  /// every rank must call it.
-  virtual NamedTensors state() = 0;
+  /// every rank must call it; only where `writer` is set does it assemble them (elsewhere the
+  /// result may be empty, so that only the writing rank holds a full copy).
+  virtual NamedTensors state(bool writer = true) = 0;
   virtual void load_state(const std::map<std::string, at::Tensor>& tensors, int64_t steps,
                           const std::string& origin) = 0;
   virtual int64_t steps() const = 0;
   /// Moment bytes held by this rank.
   virtual int64_t state_bytes() const = 0;
+  /// Gradient buckets per step (0 on one process).
+  virtual size_t buckets() const { return 0; }
   /// Seconds spent waiting on collectives since the last call (the exposed communication).
   double take_comm_seconds() {
     const double s = comm_s_;
@@ -60,6 +63,8 @@ class Optimizer {
 inline at::ScalarType grad_norm_dtype(const at::Tensor& g) {
   return at::promote_types(g.scalar_type(), at::kFloat);
 }
+
+inline int64_t bucket_bytes(const ParallelConfig& p) { return static_cast<int64_t>(p.bucket_mb * (1 << 20)); }
 
 /// `comm` null (or of size 1): the one-process optimizer.
 std::unique_ptr<Optimizer> make_optimizer(const NamedTensors& params, const OptimConfig& optim,

@@ -120,7 +120,7 @@ void Trainer::say(const std::string& text) {
 void Trainer::save() {
   if (!opts_.write_outputs || saved_step_ == step_) return;
   // Every rank takes part (ZeRO-1 gathers the moments); rank 0 writes.
-  const NamedTensors moments = optimizer_->state();
+  const NamedTensors moments = optimizer_->state(world_.is_main());
   if (!world_.is_main()) {  // rank 0 writes; the others wait until the checkpoint is complete
     if (comm_) comm_->barrier();
     saved_step_ = step_;
@@ -285,9 +285,11 @@ int Trainer::train() {
                                     world_.world_size, world_.world_size, cfg_.parallel.zero,
                                     comm_->backend(), world_.launcher)
                       : ""));
-  say(fmt::format("optimizer: AdamW state {:.2f} MB on this rank{}\n", optimizer_->state_bytes() / 1e6,
+  say(fmt::format("optimizer: AdamW state {:.2f} MB on this rank{}{}\n", optimizer_->state_bytes() / 1e6,
                   dp_ && cfg_.parallel.zero == 1 ? fmt::format(" (ZeRO-1: about 1/{} of the whole)", world_.world_size)
-                                                 : ""));
+                                                 : "",
+                  dp_ ? fmt::format("; gradients in {} buckets of <= {} MB", optimizer_->buckets(), cfg_.parallel.bucket_mb)
+                      : ""));
   model_->train();
   training = true;  // from here a signal checkpoints and stops
   using clock = std::chrono::steady_clock;

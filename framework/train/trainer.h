@@ -69,11 +69,13 @@ class Trainer {
   TrainerOptions opts_;
   c10::Device device_;
   LanguageModel model_{nullptr};
+  // The communicator outlives what uses it (members are destroyed in reverse order): pending
+  // gradient collectives must not outlive their process group.
+  std::unique_ptr<Communicator> comm_;  ///< only when world_size > 1
+  std::unique_ptr<DataParallel> dp_;
   std::unique_ptr<Optimizer> optimizer_;
   std::unique_ptr<BatchSampler> train_data_, val_data_;
   std::unique_ptr<RunLock> lock_;
-  std::unique_ptr<Communicator> comm_;  ///< only when world_size > 1
-  std::unique_ptr<DataParallel> dp_;
   std::unique_ptr<MetricsSink> metrics_;
   int64_t step_ = 0, skipped_steps_ = 0;
   int64_t saved_step_ = -1;  ///< the step of the newest complete checkpoint of this process

@@ -20,7 +20,7 @@ class ShardedAdamW final : public Optimizer {
   ShardedAdamW(const NamedTensors& params, const OptimConfig& optim, const ParallelConfig& parallel,
                Communicator& comm)
       : named_(params),
-        sync_(comm, plain(params), parallel.bucket_mb << 20, GradientSync::Reduce::reduce_scatter),
+        sync_(comm, plain(params), bucket_bytes(parallel), GradientSync::Reduce::reduce_scatter),
         adamw_(targets(optim), optim) {}
 
   void before_backward(bool last) override { sync_.arm(last); }
@@ -63,7 +63,7 @@ class ShardedAdamW final : public Optimizer {
   }
 
   // Both moments of every parameter, gathered slice by slice through the bucket buffers.
-  NamedTensors state() override {
+  NamedTensors state(bool writer) override {
     const NamedTensors local = adamw_.state();  // exp_avg.<n>, exp_avg_sq.<n> per piece, in order
     std::vector<at::Tensor> full[2];
     for (int which = 0; which < 2; ++which) {
@@ -74,6 +74,7 @@ class ShardedAdamW final : public Optimizer {
             .copy_(local[2 * i + which].second);
       for (auto& b : sync_.buckets()) {
         sync_.comm().all_gather_into(b.shard, b.flat);
+        if (!writer) continue;
         for (size_t slot = 0; slot < b.params.size(); ++slot) {
           const at::Tensor& p = sync_.params()[b.params[slot]];
           full[which][b.params[slot]] = b.flat.narrow(0, b.offsets[slot], p.numel()).view(p.sizes()).clone();
@@ -81,6 +82,7 @@ class ShardedAdamW final : public Optimizer {
       }
     }
     NamedTensors out;
+    if (!writer) return out;
     for (size_t k = 0; k < named_.size(); ++k) {
       out.emplace_back("exp_avg." + named_[k].first, full[0][k]);
       out.emplace_back("exp_avg_sq." + named_[k].first, full[1][k]);
@@ -106,6 +108,7 @@ class ShardedAdamW final : public Optimizer {
   }
   int64_t steps() const override { return adamw_.steps(); }
   int64_t state_bytes() const override { return adamw_.state_bytes(); }
+  size_t buckets() const override { return sync_.buckets().size(); }
 
  private:
   /// The part of one parameter this rank owns: elements [param_offset, +numel) of the flattened

@@ -39,10 +39,14 @@ TEST(DataParallel, TwoRanksOfBatchBTrainLikeOneRankOfBatch2BAsDdpAndZero1) {
     ASSERT_EQ(j.run(0, "one-" + tag, with(common, {"train.batch_size=4"}), &log), 0) << log;
     for (const std::string zero : {"0", "1"}) {
       const std::string name = "two-zero" + zero + "-" + tag;
-      // Small buckets, so gradients travel in several during backward.
-      ASSERT_EQ(j.run(2, name, with(common, {"train.batch_size=2", "parallel.zero=" + zero, "parallel.bucket_mb=1"}),
+      // 50 KB buckets, so gradients travel in several during backward (ordering, padding and
+      // ZeRO-1 pieces across buckets all exercised).
+      ASSERT_EQ(j.run(2, name, with(common, {"train.batch_size=2", "parallel.zero=" + zero, "parallel.bucket_mb=0.05"}),
                       &log), 0) << log;
       EXPECT_NE(log.find("data parallel: 2 ranks (dp 2, zero " + zero + ") over gloo"), std::string::npos) << log;
+      const size_t at = log.find("gradients in ");
+      ASSERT_NE(at, std::string::npos) << log;
+      EXPECT_GE(std::stoi(log.substr(at + 13)), 3) << log;
       expect_same_curve(j.values("one-" + tag, "train/loss"), j.values(name, "train/loss"), e.tol, name + " train/loss");
       expect_same_curve(j.values("one-" + tag, "val/loss"), j.values(name, "val/loss"), e.tol, name + " val/loss");
     }
@@ -54,7 +58,7 @@ TEST(DataParallel, Zero1HoldsHalfTheOptimizerStateAndTakesDdpsGradientNorm) {
   // bucket shard was 7e-5 off DDP's norm of per-parameter norms, more than rounding.
   Job j;
   const std::vector<std::string> sets = {"train.steps=2", "train.batch_size=2", "model.dim=256", "model.layers=4",
-                                         "data.seq_len=64"};
+                                         "data.seq_len=64", "parallel.bucket_mb=1"};
   auto with = [&](std::string extra) { auto v = sets; v.push_back(extra); return v; };
   std::string ddp, zero;
   ASSERT_EQ(j.run(2, "ddp", with("parallel.zero=0"), &ddp), 0) << ddp;

@@ -63,15 +63,17 @@ std::vector<std::string> launch_argv(const Job& j, const std::string& name, cons
   return argv;
 }
 
-// Long enough that the kill lands mid-run, checkpoints every 20 steps.
-const std::vector<std::string> kLongRun = {"train.steps=200", "train.batch_size=4", "checkpoint.every=20",
-                                           "checkpoint.keep=3", "parallel.timeout_s=20"};
+// Long enough that the kill at step 50 lands mid-run even on a loaded machine (550 steps, a few
+// seconds, to go), checkpoints every 20 steps.
+const std::vector<std::string> kLongRun = {"train.steps=600", "train.batch_size=4", "checkpoint.every=20",
+                                           "checkpoint.keep=3", "parallel.timeout_s=20", "log.every=10"};
 
 TEST(Faults, KillDashNineOfOneWorkerStopsTheJobNamingItAndResumeLosesNothing) {
   Job j;
   ASSERT_EQ(j.run(2, "straight", kLongRun), 0);
   std::vector<Child> kids = {spawn(launch_argv(j, "killed", kLongRun), {}, j.dir + "/killed.log")};
-  ASSERT_TRUE(wait_for(kids[0].log, "step  50/200", std::chrono::seconds(120))) << testing::read_file(kids[0].log);
+  Reaper reaper{kids};
+  ASSERT_TRUE(wait_for(kids[0].log, "step  50/600", std::chrono::seconds(120))) << testing::read_file(kids[0].log);
   const pid_t victim = worker_with_rank(kids[0].pid, 1);
   ASSERT_GT(victim, 0);
   ::kill(victim, SIGKILL);
@@ -101,7 +103,8 @@ TEST(Faults, MaxRestartsStartsEveryWorkerAgainFromTheNewestCheckpoint) {
   ASSERT_EQ(j.run(2, "straight", kLongRun), 0);
   std::vector<Child> kids = {spawn(launch_argv(j, "restarted", kLongRun, {"--max-restarts", "1"}), {},
                                    j.dir + "/restarted.log")};
-  ASSERT_TRUE(wait_for(kids[0].log, "step  50/200", std::chrono::seconds(120))) << testing::read_file(kids[0].log);
+  Reaper reaper{kids};
+  ASSERT_TRUE(wait_for(kids[0].log, "step  50/600", std::chrono::seconds(120))) << testing::read_file(kids[0].log);
   const pid_t victim = worker_with_rank(kids[0].pid, 1);
   ASSERT_GT(victim, 0);
   ::kill(victim, SIGKILL);

@@ -36,8 +36,10 @@ struct NetworkNamespaces {
           fmt::format("ip -n {} addr add 10.213.0.1/24 dev {}", a, veth_a),
           fmt::format("ip -n {} addr add 10.213.0.2/24 dev {}", b, veth_b),
           fmt::format("ip -n {} link set {} up", a, veth_a), fmt::format("ip -n {} link set {} up", b, veth_b),
-          fmt::format("ip -n {} link set lo up", a), fmt::format("ip -n {} link set lo up", b)}) {
-      if (std::system((cmd + " 2>/dev/null").c_str()) != 0) {
+          fmt::format("ip -n {} link set lo up", a), fmt::format("ip -n {} link set lo up", b),
+          // Some containers can make namespaces but not enter them (ip netns exec remounts /sys).
+          fmt::format("ip netns exec {} true", a)}) {
+      if (std::system((ip + cmd.substr(2) + " 2>/dev/null").c_str()) != 0) {
         why_not = "`" + cmd + "` failed";
         return;
       }
@@ -45,7 +47,10 @@ struct NetworkNamespaces {
     ok = true;
   }
   ~NetworkNamespaces() {  // deleting a namespace removes its end of the veth, and so the pair
-    std::system(fmt::format("ip netns del {} 2>/dev/null; ip netns del {} 2>/dev/null", a, b).c_str());
+    if (ip.empty()) return;
+    // The pair is still in this namespace if setup failed before moving it.
+    std::system(fmt::format("{0} link del {1} 2>/dev/null; {0} netns del {2} 2>/dev/null; {0} netns del {3} 2>/dev/null",
+                            ip, veth_a, a, b).c_str());
   }
 };
 

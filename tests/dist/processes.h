@@ -75,4 +75,17 @@ inline std::vector<int> wait_all(std::vector<Child>& kids, std::chrono::seconds 
   return codes;
 }
 
+// Ends (SIGKILL, by pid) and reaps whatever of `kids` is still running when it goes out of scope,
+// so a failed ASSERT leaves no process behind.
+struct Reaper {
+  std::vector<Child>& kids;
+  ~Reaper() {
+    for (auto& k : kids)
+      if (k.pid > 0 && ::waitpid(k.pid, nullptr, WNOHANG) == 0) {
+        ::kill(k.pid, SIGKILL);
+        ::waitpid(k.pid, nullptr, 0);
+      }
+  }
+};
+
 }  // namespace attnlab

@@ -128,9 +128,12 @@ Attempt run_attempt(const LaunchPlan& plan, int64_t port, int64_t restart, const
     ::poll(fds.data(), fds.size(), 100);
     for (auto& w : workers) pump(w, false);
     if (const int sig = forwarded_signal.exchange(0)) {
+      // The first signal asks the workers to checkpoint and stop; a second one (a worker stuck
+      // in a collective would wait out parallel.timeout_s) ends them now.
+      const int send = a.interrupted ? SIGKILL : sig;
       a.interrupted = true;
       for (auto& w : workers)
-        if (w.status < 0) ::kill(w.pid, sig);
+        if (w.status < 0) ::kill(w.pid, send);
     }
     for (auto& w : workers) {
       int st;
@@ -171,8 +174,9 @@ int run_launch(LaunchPlan plan, std::vector<std::string> args) {
     const int64_t port = plan.port != 0 ? plan.port : free_loopback_port();
     const Attempt a = run_attempt(plan, port, restart, args);
     if (a.failed_rank < 0) return 0;
-    // A usage error (exit 2) fails the same way every time; an interrupted job stays stopped.
-    if (a.interrupted || a.failed_status == 2 || restart >= plan.max_restarts) {
+    // A usage error (exit 2) fails the same way every time; an interrupted job stays stopped
+    // (also when the signal came after the workers had ended).
+    if (a.interrupted || forwarded_signal.load() != 0 || a.failed_status == 2 || restart >= plan.max_restarts) {
       console_write(stderr, fmt::format("launch: rank {} exited with status {}; the other workers were stopped{}\n",
                                         a.failed_rank, a.failed_status,
                                         plan.max_restarts > 0 ? fmt::format(" ({} of {} restarts used)", restart,
