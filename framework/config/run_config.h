@@ -52,6 +52,7 @@ struct DataConfig {
   std::string tokenizer_path = "";
   int64_t seq_len = 256;
   double val_fraction = 0.05;
+  std::string pack = "none";  ///< documents: no information crosses an EOT (docs/data.md)
   template <class V> void visit(V& v) {
     v("dir", dir, "folder of llm.c-format token shards (train_*.bin, val_*.bin)");
     v("prepare_from", prepare_from, "text file or folder tokenized into `dir` on first use");
@@ -60,6 +61,8 @@ struct DataConfig {
     v("tokenizer_path", tokenizer_path, "gpt2: folder with vocab.json+merges.txt; sp: .model");
     v("seq_len", seq_len, "training context length", Bounds{1, 1e8});
     v("val_fraction", val_fraction, "share of documents held out for validation", Bounds{0, 0.5});
+    v("pack", pack, "none: windows cross documents; documents: attention and state stop at each EOT",
+      OneOf{{"none", "documents"}});
   }
 };
 

@@ -5,7 +5,10 @@
 #include <torch/nn/init.h>
 #include <torch/nn/modules/container/modulelist.h>
 
+#include <algorithm>
 #include <stdexcept>
+
+#include "framework/model/documents.h"
 
 namespace attnlab {
 
@@ -35,7 +38,7 @@ BlockImpl::BlockImpl(const ModelConfig& cfg, const MixerSpec& spec, int64_t inde
 }
 
 at::Tensor BlockImpl::forward(const at::Tensor& x, const MixerContext& ctx) {
-  at::Tensor h = x + mixer->forward(input_layernorm->forward(x), ctx);
+  at::Tensor h = x + mix_documents(*mixer, input_layernorm->forward(x), ctx);
   return h + mlp->forward(post_attention_layernorm->forward(h));
 }
 
@@ -94,15 +97,26 @@ at::Tensor LanguageModelImpl::forward(const at::Tensor& tokens, const MixerConte
   TORCH_CHECK(tokens.size(1) <= cfg_.max_seq_len, "sequence of ", tokens.size(1),
               " tokens exceeds model.max_seq_len ", cfg_.max_seq_len);
   at::Tensor h = embed_tokens->forward(tokens);  // [B, T, D]
-  for (auto& block : layers) h = block->forward(h, ctx);
+  if (!ctx.documents.defined() || ctx.document_rows) {
+    for (auto& block : layers) h = block->forward(h, ctx);
+    return head(h);
+  }
+  // The documents' row layout, once for all blocks (one host round trip per forward).
+  MixerContext with_rows = ctx;
+  with_rows.document_rows = std::make_shared<const DocumentRows>(document_rows(ctx.documents));
+  for (auto& block : layers) h = block->forward(h, with_rows);
   return head(h);
 }
 
-at::Tensor LanguageModelImpl::aux_loss() {
-  at::Tensor total = at::zeros({}, embed_tokens->weight.options().dtype(at::kFloat));
+std::vector<AuxLoss> LanguageModelImpl::aux_losses() {
+  std::vector<AuxLoss> out;  // one entry per name, summed over blocks, in first-seen order
   for (auto& block : layers)
-    if (auto a = block->mixer->aux_loss()) total = total + *a;
-  return total;
+    for (AuxLoss& a : block->mixer->aux_losses()) {
+      auto same = std::find_if(out.begin(), out.end(), [&](const AuxLoss& o) { return o.name == a.name; });
+      if (same == out.end()) out.push_back(std::move(a));
+      else same->value = same->value + a.value;
+    }
+  return out;
 }
 
 ModelState LanguageModelImpl::init_state(int64_t batch, int64_t max_len) {

@@ -39,8 +39,9 @@ class LanguageModelImpl : public torch::nn::Module {
   explicit LanguageModelImpl(const ModelConfig& cfg);
   /// tokens [B, T] (int64) -> logits [B, T, V] (fp32).
   at::Tensor forward(const at::Tensor& tokens, const MixerContext& ctx);
-  /// Sum of the mixers' auxiliary losses from the last forward (a 0-dim zero when none).
-  at::Tensor aux_loss();
+  /// The mixers' auxiliary losses of the last forward, one per name (summed over blocks; the
+  /// weight is the first block's).
+  std::vector<AuxLoss> aux_losses();
   ModelState init_state(int64_t batch, int64_t max_len);
   /// tokens [B] -> logits [B, V] for the next position.
   at::Tensor step(const at::Tensor& tokens, ModelState& state);

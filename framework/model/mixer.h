@@ -19,11 +19,42 @@ namespace attnlab {
 enum class CpStrategy { none, state_gather, ring_lse, ring_sum, halo, serial_state, ulysses };
 const char* to_string(CpStrategy s);
 
-/// Per-call information a mixer may need besides its input.
+class Communicator;
+struct DocumentRows;
+
+/// Per-call information a mixer may need besides its input (docs/design.md, "The mixer contract").
 struct MixerContext {
   bool training = false;
   /// Implementation choice: auto | reference | chunked | fused (each mixer lists what it has).
   std::string kernel = "auto";
+  /// [B, T] int64 absolute position of each token, for context-parallel shards; undefined means
+  /// 0..T-1 in every row. Nothing sets it yet and no mixer reads it: context parallelism will.
+  at::Tensor positions;
+  /// [B, T] int64 packed documents: the document index of each token, non-decreasing along T;
+  /// undefined means one document per row. No information may cross from one document to the
+  /// next. A mixer that does not handle this itself (handles_documents() false) never sees it:
+  /// mix_documents (framework/model/documents.h) runs each document as its own row.
+  at::Tensor documents;
+  /// The context-parallel group; null when not context-parallel.
+  Communicator* cp = nullptr;
+  /// Set by the model: `documents` as rows, computed once per forward for every block.
+  std::shared_ptr<const DocumentRows> document_rows;
+};
+
+/// A context with just a kernel choice (tests, decoding).
+inline MixerContext kernel_context(std::string kernel, bool training = false) {
+  MixerContext c;
+  c.training = training;
+  c.kernel = std::move(kernel);
+  return c;
+}
+
+/// A named auxiliary loss of one forward (load balancing, ...): the trainer adds weight × value
+/// to the loss and logs value as train/aux/<name>, summed over the blocks that report it.
+struct AuxLoss {
+  std::string name;
+  at::Tensor value;  ///< 0-dim
+  double weight = 1.0;
 };
 
 /// Opaque per-sequence decoding state (KV cache, recurrent state, ...).
@@ -54,8 +85,11 @@ class Mixer : public torch::nn::Module {
   virtual std::unique_ptr<MixerState> init_state(int64_t batch, int64_t max_len) = 0;
   /// One token: x_t [B, D] -> [B, D]; advances `state`.
   virtual at::Tensor step(const at::Tensor& x_t, MixerState& state) = 0;
-  /// Auxiliary loss of the last forward (load balancing, ...), if the method has one.
-  virtual std::optional<at::Tensor> aux_loss() { return std::nullopt; }
+  /// Auxiliary losses of the last forward, by name (none by default).
+  virtual std::vector<AuxLoss> aux_losses() { return {}; }
+  /// True if forward honours MixerContext::documents itself (masks, state resets); otherwise the
+  /// model runs each packed document as a separate row.
+  virtual bool handles_documents() const { return false; }
   virtual CpStrategy cp_strategy() const { return CpStrategy::none; }
   /// Forward FLOPs per token for a sequence of length T beyond its parameter matmuls
   /// (e.g. attention scores), used for the MFU estimate.

@@ -13,6 +13,7 @@
 #include <fmt/format.h>
 #include <torch/cuda.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <csignal>
@@ -21,6 +22,7 @@
 #include "framework/checkpoint/checkpoint.h"
 #include "framework/dist/nccl_backend.h"
 #include "framework/log/console.h"
+#include "framework/model/documents.h"
 #include "framework/train/setup.h"
 
 namespace attnlab {
@@ -95,6 +97,7 @@ Trainer::Trainer(RunConfig cfg, World world, TrainerOptions opts)
   if (comm_ && !world_.is_main()) comm_->barrier();
   open_data();
   if (comm_ && world_.is_main()) comm_->barrier();
+  if (cfg_.data.pack == "documents") eot_ = make_tokenizer(cfg_.data)->eot_id();
   flops_per_token_ = model_->train_flops_per_token(cfg_.data.seq_len);
   peak_flops_ = peak_flops(device_);
   tokens_per_step_ = cfg_.train.batch_size * cfg_.train.grad_accum * cfg_.data.seq_len *
@@ -161,17 +164,26 @@ StepResult Trainer::step() {
   const bool autocast = device_.is_cuda() && (cfg_.train.dtype == "auto" || cfg_.train.dtype == "bf16");
   at::autocast::set_autocast_enabled(at::kCUDA, autocast);
   if (autocast) at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
-  MixerContext ctx{/*training=*/true, cfg_.train.kernel};
   const int64_t accum = cfg_.train.grad_accum;
   std::vector<at::Tensor> micro_losses;  // stay on the device until the one sync below
+  std::vector<std::string> aux_names;
+  std::vector<at::Tensor> aux_values;    // per name, summed over micro-batches
   for (int64_t m = 0; m < accum; ++m) {
     at::Tensor batch = train_data_->next(cfg_.train.batch_size).to(device_);  // [B, T+1]
     at::Tensor inputs = batch.narrow(1, 0, cfg_.data.seq_len);
     at::Tensor targets = batch.narrow(1, 1, cfg_.data.seq_len);
-    at::Tensor logits = model_->forward(inputs, ctx);  // [B, T, V] fp32 (fp64 models: fp64)
+    at::Tensor logits = model_->forward(inputs, context(inputs, /*training=*/true));  // [B, T, V]
     at::Tensor loss = at::cross_entropy_loss(logits.reshape({-1, logits.size(-1)}),
                                              targets.reshape({-1}));
-    at::Tensor total = (loss + model_->aux_loss()) / static_cast<double>(accum);
+    at::Tensor total = loss;
+    for (const AuxLoss& a : model_->aux_losses()) {
+      total = total + a.weight * a.value;
+      auto at = std::find(aux_names.begin(), aux_names.end(), a.name);
+      const at::Tensor v = a.value.detach().to(at::kDouble).reshape({1}) / static_cast<double>(accum);
+      if (at == aux_names.end()) aux_names.push_back(a.name), aux_values.push_back(v);
+      else aux_values[at - aux_names.begin()] += v;
+    }
+    total = total / static_cast<double>(accum);
     optimizer_->before_backward(m == accum - 1);  // data parallel: the last one is reduced
     total.backward();
     micro_losses.push_back(loss.detach().to(at::kDouble).reshape({1}));
@@ -184,8 +196,9 @@ StepResult Trainer::step() {
   // backward.
   optimizer_->after_backward();
   at::Tensor gnorm = optimizer_->grad_norm();
+  micro_losses.insert(micro_losses.end(), aux_values.begin(), aux_values.end());
   if (dp_) {
-    // The logged loss is the global mean; a non-finite loss on any rank makes every rank skip.
+    // The logged losses are global means; a non-finite loss on any rank makes every rank skip.
     at::Tensor losses = at::cat(micro_losses);
     const auto c0 = clock::now();
     dp_->mean(losses);
@@ -200,7 +213,8 @@ StepResult Trainer::step() {
     if (!std::isfinite(v[m]) && bad_micro < 0) bad_micro = m;
     r.loss += v[m] / static_cast<double>(accum);
   }
-  r.grad_norm = v[accum];
+  for (size_t i = 0; i < aux_names.size(); ++i) r.aux[aux_names[i]] = v[accum + static_cast<int64_t>(i)];
+  r.grad_norm = v[accum + static_cast<int64_t>(aux_names.size())];
   const bool finite = std::isfinite(r.loss) && std::isfinite(r.grad_norm);
   if (!finite) {
     const int64_t first_cursor = train_data_->cursor - accum * cfg_.train.batch_size;
@@ -230,16 +244,24 @@ StepResult Trainer::step() {
   return r;
 }
 
+MixerContext Trainer::context(const at::Tensor& inputs, bool training) const {
+  MixerContext ctx;
+  ctx.training = training;
+  ctx.kernel = cfg_.train.kernel;
+  if (eot_ >= 0) ctx.documents = documents_from_eot(inputs, eot_);
+  return ctx;
+}
+
 double Trainer::evaluate() {
   at::NoGradGuard no_grad;
-  MixerContext ctx{/*training=*/false, cfg_.train.kernel};
   double sum = 0;
   // Global batch b is windows [b·B·W, (b+1)·B·W); rank r evaluates its slice r, and the mean
   // over all slices is the same for every world size (equal slice sizes).
   const int64_t W = world_.world_size, B = cfg_.train.batch_size;
   for (int64_t b = 0; b < cfg_.eval.batches; ++b) {
     at::Tensor batch = val_data_->sequential((b * W + world_.rank) * B, B).to(device_);
-    at::Tensor logits = model_->forward(batch.narrow(1, 0, cfg_.data.seq_len), ctx);
+    at::Tensor inputs = batch.narrow(1, 0, cfg_.data.seq_len);
+    at::Tensor logits = model_->forward(inputs, context(inputs, /*training=*/false));
     sum += at::cross_entropy_loss(logits.reshape({-1, logits.size(-1)}),
                                   batch.narrow(1, 1, cfg_.data.seq_len).reshape({-1}))
                .item<double>();
@@ -259,6 +281,7 @@ void Trainer::log_progress(const StepResult& r, double step_seconds, double elap
   std::map<std::string, double> values = {{"train/loss", r.loss}, {"train/lr", r.lr},
                                           {"train/grad_norm", r.grad_norm}, {"perf/tokens_per_s", tok_s},
                                           {"perf/mfu", mfu}};
+  for (const auto& [name, value] : r.aux) values["train/aux/" + name] = value;
   std::string ranks;
   if (dp_) {
     // Stragglers show: the slowest rank's step time, and the all-reduce share of the step

@@ -4,6 +4,7 @@
 #pragma once
 #include <atomic>
 #include <functional>
+#include <map>
 #include <memory>
 #include <vector>
 
@@ -32,6 +33,8 @@ struct StepResult {
   double fwd_bwd_s = 0, clip_s = 0, optim_s = 0;
   /// Data parallel: seconds in the gradient and loss all-reduces (part of clip_s's phase).
   double comm_s = 0;
+  /// The mixers' auxiliary losses by name (mean over micro-batches and ranks).
+  std::map<std::string, double> aux;
 };
 
 class Trainer {
@@ -63,6 +66,8 @@ class Trainer {
   bool should_eval(int64_t step) const;
   bool should_save(int64_t step) const;
   void log_progress(const StepResult& r, double step_seconds, double elapsed);
+  /// The mixer context of a forward on `inputs` [B, T]: kernel choice, packed documents.
+  MixerContext context(const at::Tensor& inputs, bool training) const;
 
   RunConfig cfg_;
   World world_;
@@ -82,6 +87,7 @@ class Trainer {
   std::vector<double> losses_;
   double flops_per_token_ = 0, peak_flops_ = 0;
   int64_t tokens_per_step_ = 0;
+  int64_t eot_ = -1;  ///< data.pack: documents: the tokenizer's EOT id
 };
 
 /// Installs SIGINT/SIGTERM handlers that set Trainer::stop_requested (once training; before,

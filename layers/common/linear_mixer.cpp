@@ -30,7 +30,7 @@ std::unique_ptr<MixerState> LinearStateMixer::init_state(int64_t batch, int64_t 
 
 at::Tensor LinearStateMixer::step(const at::Tensor& x_t, MixerState& state) {
   auto& st = static_cast<LinearState&>(state);
-  auto [y, S] = mix(x_t.unsqueeze(1), st.S, MixerContext{false, "recurrent"});
+  auto [y, S] = mix(x_t.unsqueeze(1), st.S, kernel_context("recurrent", false));
   st.S = S, st.position += 1;
   return y.squeeze(1);
 }

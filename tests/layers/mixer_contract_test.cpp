@@ -87,9 +87,9 @@ TEST_P(MixerContract, KernelChoicesAgree) {
   auto m = make_mixer(GetParam());
   at::NoGradGuard ng;
   at::Tensor x = at::randn({2, 29, kDim}, at::kDouble);
-  at::Tensor ref = m->forward(x, MixerContext{false, "reference"});
+  at::Tensor ref = m->forward(x, kernel_context("reference", false));
   for (const char* k : {"auto", "chunked", "fused"})
-    testing::expect_close(std::string("kernel ") + k, ref, m->forward(x, MixerContext{false, k}), 1e-10);
+    testing::expect_close(std::string("kernel ") + k, ref, m->forward(x, kernel_context(k, false)), 1e-10);
 }
 
 TEST_P(MixerContract, OptionsRoundTrip) {

@@ -21,9 +21,9 @@ TEST(Softmax, SdpaMatchesReferenceForwardAndBackward) {
     SoftmaxAttention m(o, MixerShape{48, 0, 1, 128});
     m.to(at::kDouble);
     at::Tensor x = at::randn({2, 63, 48}, at::kDouble).requires_grad_(true);
-    at::Tensor y_ref = m.forward(x, MixerContext{true, "reference"});
+    at::Tensor y_ref = m.forward(x, kernel_context("reference", true));
     auto g_ref = torch::autograd::grad({y_ref.pow(2).sum()}, {x, m.q_proj->weight, m.k_proj->weight});
-    at::Tensor y = m.forward(x, MixerContext{true, "auto"});
+    at::Tensor y = m.forward(x, kernel_context("auto", true));
     auto g = torch::autograd::grad({y.pow(2).sum()}, {x, m.q_proj->weight, m.k_proj->weight});
     const std::string tag = "kv_heads=" + std::to_string(kv);
     testing::expect_close(tag + " y", y_ref, y, 1e-10);
