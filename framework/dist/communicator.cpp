@@ -8,6 +8,7 @@
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
+#include <algorithm>
 #include <cstdlib>
 #include <stdexcept>
 
@@ -102,7 +103,7 @@ c10d::ReduceOp to_c10d(ReduceOp op) {
 }  // namespace
 
 Communicator::Communicator(const World& world, CommOptions opts)
-    : rank_(world.rank), size_(world.world_size), backend_(opts.backend) {
+    : rank_(world.rank), size_(world.world_size), backend_(opts.backend), world_(world), timeout_(opts.timeout) {
   if (size_ == 1) return;
   if (opts.backend != "gloo" && opts.backend != "nccl")
     throw std::invalid_argument("communicator backend '" + opts.backend + "': expected gloo or nccl");
@@ -121,6 +122,32 @@ Communicator::Communicator(const World& world, CommOptions opts)
 }
 
 Communicator::~Communicator() = default;
+
+std::unique_ptr<Communicator> Communicator::subgroup(const std::vector<int64_t>& ranks, const std::string& name) const {
+  auto it = std::find(ranks.begin(), ranks.end(), rank_);
+  if (it == ranks.end())
+    throw std::invalid_argument(fmt::format("subgroup {}: rank {} is not a member", name, rank_));
+  std::unique_ptr<Communicator> g(new Communicator());
+  g->rank_ = it - ranks.begin();
+  g->size_ = static_cast<int64_t>(ranks.size());
+  g->backend_ = backend_;
+  g->world_ = world_;
+  g->timeout_ = timeout_;
+  if (g->size_ == 1) return g;
+  g->groups_ = std::make_unique<Groups>();
+  g->groups_->store = c10::make_intrusive<c10d::PrefixStore>("group/" + name, groups_->store);
+  auto prefixed = c10::make_intrusive<c10d::PrefixStore>(backend_, g->groups_->store);
+  if (backend_ == "nccl") {
+    g->groups_->backend = make_nccl_backend(prefixed, g->rank_, g->size_, timeout_);
+    return g;
+  }
+  auto o = c10d::ProcessGroupGloo::Options::create();
+  o->devices.push_back(gloo_device(world_));
+  o->timeout = timeout_;
+  g->groups_->backend = c10::make_intrusive<c10d::ProcessGroupGloo>(prefixed, static_cast<int>(g->rank_),
+                                                                    static_cast<int>(g->size_), o);
+  return g;
+}
 
 c10d::Store* Communicator::store() const { return groups_ ? groups_->store.get() : nullptr; }
 

@@ -86,14 +86,22 @@ class Communicator {
   void recv(at::Tensor& t, int64_t src, int tag = 0);
   void barrier();
 
+  /// A communicator over the ranks `ranks` of this one (in that order), for context-parallel and
+  /// data-parallel groups of a mesh. Every member calls it with the same `ranks` and `name`;
+  /// non-members do not call it. Throws if this rank is not in `ranks`.
+  std::unique_ptr<Communicator> subgroup(const std::vector<int64_t>& ranks, const std::string& name) const;
+
   /// The job's key-value store (exchanging config hashes, agreeing on flags); null for one process.
   c10d::Store* store() const;
   const CommStats& stats() const { return stats_; }
 
  private:
   struct Groups;  // the c10d store and process group (communicator.cpp)
+  Communicator() = default;  // for subgroup()
   int64_t rank_ = 0, size_ = 1;
   std::string backend_;
+  World world_;
+  std::chrono::milliseconds timeout_{0};
   std::unique_ptr<Groups> groups_;
   CommStats stats_;
 };

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <stdexcept>
 
+#include "framework/dist/communicator.h"
 #include "framework/model/documents.h"
 
 namespace attnlab {
@@ -15,6 +16,7 @@ namespace attnlab {
 const char* to_string(CpStrategy s) {
   switch (s) {
     case CpStrategy::none: return "none";
+    case CpStrategy::allgather_kv: return "allgather_kv";
     case CpStrategy::state_gather: return "state_gather";
     case CpStrategy::ring_lse: return "ring_lse";
     case CpStrategy::ring_sum: return "ring_sum";
@@ -38,6 +40,14 @@ BlockImpl::BlockImpl(const ModelConfig& cfg, const MixerSpec& spec, int64_t inde
 }
 
 at::Tensor BlockImpl::forward(const at::Tensor& x, const MixerContext& ctx) {
+  if (ctx.cp && ctx.cp->size() > 1) {
+    if (mixer->cp_strategy() == CpStrategy::none)
+      throw std::invalid_argument("mixer '" + mixer_type + "' declares no context-parallel strategy, so "
+                                  "parallel.cp must be 1 for it (docs/parallelism.md lists each mixer's)");
+    if (ctx.documents.defined() && !mixer->handles_documents())
+      throw std::invalid_argument("mixer '" + mixer_type + "' cannot combine packed documents with context "
+                                  "parallelism yet (data.pack: none, or parallel.cp: 1)");
+  }
   at::Tensor h = x + mix_documents(*mixer, input_layernorm->forward(x), ctx);
   return h + mlp->forward(post_attention_layernorm->forward(h));
 }

@@ -15,8 +15,10 @@
 
 namespace attnlab {
 
-/// How a mixer splits work across context-parallel ranks (only `none` exists so far).
-enum class CpStrategy { none, state_gather, ring_lse, ring_sum, halo, serial_state, ulysses };
+/// How a mixer splits work across context-parallel ranks (docs/parallelism.md, "Context
+/// parallelism"). allgather_kv: softmax-style attention gathers the keys and values of the whole
+/// sequence once. The others are planned.
+enum class CpStrategy { none, allgather_kv, state_gather, ring_lse, ring_sum, halo, serial_state, ulysses };
 const char* to_string(CpStrategy s);
 
 class Communicator;

@@ -44,7 +44,9 @@ class LinearStateMixer : public Mixer {
   at::Tensor forward(const at::Tensor& x, const MixerContext& ctx) override;
   std::unique_ptr<MixerState> init_state(int64_t batch, int64_t max_len) override;
   at::Tensor step(const at::Tensor& x_t, MixerState& state) override;
-  CpStrategy cp_strategy() const override { return CpStrategy::state_gather; }
+  // state_gather (LASP-2 with decay) is planned (docs/parallelism.md); until it is implemented
+  // the mixer declares nothing, so cp > 1 is refused rather than wrong.
+  CpStrategy cp_strategy() const override { return CpStrategy::none; }
 
  protected:
   /// x [B, T, D] from state s0 (undefined = zeros) -> {y [B, T, D], S_T [B, H, dk, dv]}.

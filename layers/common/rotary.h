@@ -8,5 +8,7 @@ namespace attnlab::layers {
 
 /// x [B, T, H, d] at positions offset..offset+T-1 -> rotated x, same shape and dtype.
 at::Tensor apply_rotary(const at::Tensor& x, int64_t offset, double base);
+/// The same at explicit positions [T] (int64; a context-parallel shard's absolute positions).
+at::Tensor apply_rotary_at(const at::Tensor& x, const at::Tensor& positions, double base);
 
 }  // namespace attnlab::layers

@@ -50,7 +50,9 @@ class Hedgehog : public Mixer {
   at::Tensor forward(const at::Tensor& x, const MixerContext& ctx) override;
   std::unique_ptr<MixerState> init_state(int64_t batch, int64_t max_len) override;
   at::Tensor step(const at::Tensor& x_t, MixerState& state) override;
-  CpStrategy cp_strategy() const override { return CpStrategy::state_gather; }
+  // state_gather (plus a halo for the window) is planned (docs/parallelism.md); until it is
+  // implemented the mixer declares nothing, so cp > 1 is refused rather than wrong.
+  CpStrategy cp_strategy() const override { return CpStrategy::none; }
   double extra_flops_per_token(int64_t seq_len) const override;
   void reset_special_parameters() override;
 

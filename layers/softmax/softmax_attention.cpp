@@ -1,15 +1,32 @@
 #include "layers/softmax/softmax_attention.h"
 
+#include <ATen/ops/arange.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/full.h>
 #include <ATen/ops/scaled_dot_product_attention.h>
 #include <ATen/ops/zeros.h>
 
 #include <cmath>
 
+#include "framework/dist/sequence_collectives.h"
 #include "kernels/attention/reference.h"
 #include "layers/common/rotary.h"
 
 namespace attnlab::layers {
 namespace {
+
+// The positions [T] of this call's queries: MixerContext::positions (one row for the whole
+// batch), else 0..T-1, shifted to the shard under context parallelism without positions.
+at::Tensor query_positions(const MixerContext& ctx, int64_t B, int64_t T, c10::Device device) {
+  if (ctx.positions.defined()) {
+    TORCH_CHECK(ctx.positions.dim() == 2 && ctx.positions.size(0) == B && ctx.positions.size(1) == T,
+                "softmax: positions must be [B, T] = [", B, ", ", T, "], got ", ctx.positions.sizes());
+    return ctx.positions[0].to(device, at::kLong);
+  }
+  const int64_t start = ctx.cp ? ctx.cp->rank() * T : 0;  // contiguous equal shards
+  return at::arange(start, start + T, at::TensorOptions().dtype(at::kLong).device(device));
+}
+
 struct KVCache : MixerState {
   at::Tensor k, v;  // [B, Hkv, max_len, d]
 };
@@ -33,21 +50,36 @@ SoftmaxAttention::SoftmaxAttention(const SoftmaxOptions& o, const MixerShape& s)
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> SoftmaxAttention::project(const at::Tensor& x,
-                                                                         int64_t offset) {
+                                                                         const at::Tensor& positions) {
   const int64_t B = x.size(0), T = x.size(1);
   at::Tensor q = q_proj->forward(x).view({B, T, heads_, head_dim_});
   at::Tensor k = k_proj->forward(x).view({B, T, kv_heads_, head_dim_});
   at::Tensor v = v_proj->forward(x).view({B, T, kv_heads_, head_dim_});
-  return {apply_rotary(q, offset, rope_base_), apply_rotary(k, offset, rope_base_), v};
+  return {apply_rotary_at(q, positions, rope_base_), apply_rotary_at(k, positions, rope_base_), v};
 }
 
 at::Tensor SoftmaxAttention::forward(const at::Tensor& x, const MixerContext& ctx) {
   const int64_t B = x.size(0), T = x.size(1);
-  auto [q, k, v] = project(x, 0);
+  const bool explicit_positions = ctx.positions.defined() || (ctx.cp && ctx.cp->size() > 1);
+  const at::Tensor pos = query_positions(ctx, B, T, x.device());  // [T]
+  auto [q, k, v] = project(x, pos);
   q = q.transpose(1, 2), k = k.transpose(1, 2), v = v.transpose(1, 2);  // [B, H*, T, d]
   const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim_));
   at::Tensor o;
-  if (ctx.kernel == "reference") {
+  if (explicit_positions) {
+    // allgather_kv (docs/parallelism.md): every rank gathers the whole sequence's keys and values
+    // (autograd reduce-scatters their gradients back) and masks by absolute position.
+    at::Tensor key_pos = pos;
+    if (ctx.cp && ctx.cp->size() > 1) {
+      k = gather_sequence(k, *ctx.cp, 2), v = gather_sequence(v, *ctx.cp, 2);
+      key_pos = at::empty({pos.numel() * ctx.cp->size()}, pos.options());
+      at::Tensor mine = pos.contiguous();
+      ctx.cp->all_gather_into(mine, key_pos);
+    }
+    at::Tensor visible = key_pos.unsqueeze(0).le(pos.unsqueeze(1));  // [T, T_all]
+    o = at::scaled_dot_product_attention(q, k, v, visible, /*dropout_p=*/0.0, /*is_causal=*/false, scale,
+                                         /*enable_gqa=*/kv_heads_ != heads_);
+  } else if (ctx.kernel == "reference") {
     o = kernels::causal_attention_reference(q, k, v, scale);
   } else {
     // enable_gqa only when needed: with it set, CPU SDPA leaves the flash kernel for the
@@ -71,7 +103,7 @@ at::Tensor SoftmaxAttention::step(const at::Tensor& x_t, MixerState& state) {
   auto& cache = static_cast<KVCache&>(state);
   const int64_t B = x_t.size(0), p = cache.position;
   TORCH_CHECK(p < cache.k.size(2), "softmax: KV cache of ", cache.k.size(2), " positions is full");
-  auto [q, k, v] = project(x_t.unsqueeze(1), p);  // [B, 1, H*, d]
+  auto [q, k, v] = project(x_t.unsqueeze(1), at::full({1}, p, x_t.options().dtype(at::kLong)));  // [B, 1, H*, d]
   cache.k.narrow(2, p, 1).copy_(k.transpose(1, 2));
   cache.v.narrow(2, p, 1).copy_(v.transpose(1, 2));
   cache.position = p + 1;

@@ -29,14 +29,15 @@ class SoftmaxAttention : public Mixer {
   at::Tensor forward(const at::Tensor& x, const MixerContext& ctx) override;
   std::unique_ptr<MixerState> init_state(int64_t batch, int64_t max_len) override;
   at::Tensor step(const at::Tensor& x_t, MixerState& state) override;
-  CpStrategy cp_strategy() const override { return CpStrategy::ring_lse; }
+  CpStrategy cp_strategy() const override { return CpStrategy::allgather_kv; }
   double extra_flops_per_token(int64_t seq_len) const override;
 
   torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
 
  private:
   /// x [B, T, D] -> q [B, T, H, d], k and v [B, T, Hkv, d], rotary applied from `offset`.
-  std::tuple<at::Tensor, at::Tensor, at::Tensor> project(const at::Tensor& x, int64_t offset);
+  /// q, k, v [B, T, H*, d] with RoPE at `positions` [T].
+  std::tuple<at::Tensor, at::Tensor, at::Tensor> project(const at::Tensor& x, const at::Tensor& positions);
   int64_t heads_, kv_heads_, head_dim_;
   double rope_base_;
 };

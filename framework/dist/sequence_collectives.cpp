@@ -1,0 +1,50 @@
+#include "framework/dist/sequence_collectives.h"
+
+#include <ATen/ops/empty.h>
+#include <torch/csrc/autograd/custom_function.h>
+
+namespace attnlab {
+namespace {
+
+// `dim` moved to the front, so that every rank's slice is one contiguous block.
+at::Tensor front(const at::Tensor& x, int64_t dim) { return x.movedim(dim, 0).contiguous(); }
+
+at::Tensor gather_front(const at::Tensor& x, Communicator& g, int64_t dim) {
+  at::Tensor in = front(x, dim);
+  std::vector<int64_t> shape = in.sizes().vec();
+  shape[0] *= g.size();
+  at::Tensor out = at::empty(shape, in.options());
+  g.all_gather_into(in, out);
+  return out.movedim(0, dim);
+}
+
+struct GatherSequence : torch::autograd::Function<GatherSequence> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, Communicator* g,
+                            int64_t dim) {
+    ctx->saved_data["group"] = reinterpret_cast<int64_t>(g);
+    ctx->saved_data["dim"] = dim;
+    return gather_front(x, *g, dim);
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    auto* g = reinterpret_cast<Communicator*>(ctx->saved_data["group"].toInt());
+    const int64_t dim = ctx->saved_data["dim"].toInt();
+    at::Tensor full = front(grads[0], dim);
+    std::vector<int64_t> shape = full.sizes().vec();
+    shape[0] /= g->size();
+    at::Tensor flat = full.view({-1});
+    at::Tensor mine = at::empty({flat.numel() / g->size()}, flat.options());
+    g->reduce_scatter_async(flat, mine).wait();
+    return {mine.view(shape).movedim(0, dim), at::Tensor(), at::Tensor()};
+  }
+};
+
+}  // namespace
+
+at::Tensor gather_sequence(const at::Tensor& x, Communicator& group, int64_t dim) {
+  if (dim < 0) dim += x.dim();
+  if (group.size() == 1) return x;
+  return GatherSequence::apply(x, &group, dim);
+}
+
+}  // namespace attnlab

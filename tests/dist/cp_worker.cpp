@@ -1,0 +1,91 @@
+// One rank of the context-parallel contract test (cp_test in data_parallel_test.cpp's binary
+// starts 2 or 4): for every registered mixer that declares a strategy, the ranks split one fp64
+// sequence into contiguous shards, run the mixer on their shard with the CP group, and check
+// their outputs, their input gradients and the all-reduced parameter gradients against the
+// whole sequence run on this rank alone. Exit 0 only if every check held.
+#include <ATen/ops/arange.h>
+#include <ATen/ops/randn.h>
+#include <ATen/ops/stack.h>
+
+#include <cmath>
+#include <cstdio>
+
+#include "framework/config/run_config.h"
+#include "framework/dist/communicator.h"
+#include "framework/model/mixer.h"
+
+namespace {
+int failures = 0;
+
+double rel_rms(const at::Tensor& a, const at::Tensor& b) {
+  const double scale = std::max(b.pow(2).mean().sqrt().item<double>(), 1e-300);
+  return (a - b).pow(2).mean().sqrt().item<double>() / scale;
+}
+
+void expect_close(const std::string& what, const at::Tensor& got, const at::Tensor& want, int64_t rank) {
+  const double e = rel_rms(got, want);
+  if (!(e <= 1e-10)) {
+    std::printf("rank %lld: FAILED %s: relative RMS error %.3g\n", static_cast<long long>(rank), what.c_str(), e);
+    ++failures;
+  }
+}
+}  // namespace
+
+int main() {
+  using namespace attnlab;
+  const World w = world_from_env();
+  CommOptions o;
+  o.timeout = std::chrono::seconds(60);
+  Communicator world(w, o);
+  auto cp = world.subgroup([&] {
+    std::vector<int64_t> all;
+    for (int64_t r = 0; r < world.size(); ++r) all.push_back(r);
+    return all;
+  }(), "cp");
+  const int64_t P = cp->size(), r = cp->rank(), D = 32, B = 2, S = 23, T = P * S;  // not a multiple of a chunk
+  int tested = 0;
+  for (const std::string& name : MixerRegistry::instance().names()) {
+    std::vector<std::string> errors;
+    YamlSource src = load_yaml_text("{}", "<defaults>");
+    ParseVisitor v(src, src.root, "model.mixer", errors);
+    const MixerEntry* entry = MixerRegistry::instance().find(name);
+    at::manual_seed(7);  // the same weights and data on every rank
+    auto m = entry->create(*entry->parse(v), MixerShape{D, 0, 2, 4096});
+    if (m->cp_strategy() == CpStrategy::none) continue;
+    m->to(at::kDouble);
+    at::Tensor x = at::randn({B, T, D}, at::kDouble), wgt = at::randn({B, T, D}, at::kDouble);
+
+    // The whole sequence on this rank alone.
+    at::Tensor xf = x.clone().requires_grad_(true);
+    at::Tensor yf = m->forward(xf, {});
+    (yf * wgt).sum().backward();
+    std::vector<at::Tensor> want;
+    for (auto& p : m->parameters()) want.push_back(p.grad().clone()), p.mutable_grad() = at::Tensor();
+
+    // This rank's shard with the group.
+    at::Tensor xs = x.narrow(1, r * S, S).clone().requires_grad_(true);
+    MixerContext ctx;
+    ctx.cp = cp.get();
+    ctx.positions = at::arange(r * S, (r + 1) * S, at::kLong).unsqueeze(0).expand({B, S});
+    at::Tensor ys = m->forward(xs, ctx);
+    (ys * wgt.narrow(1, r * S, S)).sum().backward();
+    const std::string tag = name + " (" + to_string(m->cp_strategy()) + ", cp " + std::to_string(P) + ")";
+    expect_close(tag + " output shard", ys.detach(), yf.detach().narrow(1, r * S, S), r);
+    expect_close(tag + " input gradient shard", xs.grad(), xf.grad().narrow(1, r * S, S), r);
+    size_t i = 0;
+    for (auto& p : m->named_parameters()) {
+      at::Tensor g = p.value().grad().clone();
+      cp->all_reduce(g);  // a parameter's gradient is the sum over the shards
+      expect_close(tag + " gradient of " + p.key(), g, want[i++], r);
+    }
+    ++tested;
+  }
+  if (tested == 0) {
+    std::printf("rank %lld: FAILED no registered mixer declares a context-parallel strategy\n",
+                static_cast<long long>(r));
+    ++failures;
+  }
+  std::printf("rank %lld of %lld: %d mixers under context parallelism: %s\n", static_cast<long long>(r),
+              static_cast<long long>(P), tested, failures ? "FAILED" : "ok");
+  return failures ? 1 : 0;
+}
