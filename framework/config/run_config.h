@@ -141,13 +141,15 @@ struct LogConfig {
 };
 
 struct ParallelConfig {
-  int64_t dp = 0;           ///< data-parallel degree; 0 = the world size (the only choice until cp exists)
+  int64_t dp = 0;           ///< data-parallel degree; 0 = world size / cp
+  int64_t cp = 1;           ///< context-parallel degree: ranks sharing one sequence
   int64_t zero = 0;         ///< 0: DDP; 1: AdamW moments sharded across the DP ranks
   std::string backend = "auto";  ///< auto: nccl on CUDA, gloo on CPU
   int64_t timeout_s = 300;  ///< a collective or rendezvous taking longer is an error
   double bucket_mb = 25;    ///< gradient bucket size (fractions allowed: small models, tests)
   template <class V> void visit(V& v) {
-    v("dp", dp, "data-parallel degree (0 = the world size)", Bounds{0, 1e6});
+    v("dp", dp, "data-parallel degree (0 = world size / cp)", Bounds{0, 1e6});
+    v("cp", cp, "context-parallel degree: ranks that split one sequence", Bounds{1, 1e6});
     v("zero", zero, "ZeRO stage: 0 (DDP) or 1 (optimizer state sharded)", Bounds{0, 1});
     v("backend", backend, "collective backend", OneOf{{"auto", "gloo", "nccl"}});
     v("timeout_s", timeout_s, "seconds before a stuck collective or rendezvous fails", Bounds{1, 86400});

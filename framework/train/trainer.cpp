@@ -4,6 +4,7 @@
 #include <ATen/autocast_mode.h>
 #include <ATen/ops/_foreach_mul.h>
 #include <ATen/ops/_foreach_norm.h>
+#include <ATen/ops/arange.h>
 #include <ATen/ops/cat.h>
 #include <ATen/ops/cross_entropy_loss.h>
 #include <ATen/ops/linalg_vector_norm.h>
@@ -64,10 +65,7 @@ Trainer::Trainer(RunConfig cfg, World world, TrainerOptions opts)
     : cfg_(std::move(cfg)), world_(world), opts_(opts), device_(resolve_device(cfg_.train)) {
   check_thread_count(cfg_.train);
   if (!device_.is_cuda() && cfg_.train.threads > 0) at::set_num_threads(cfg_.train.threads);
-  if (cfg_.parallel.dp != 0 && cfg_.parallel.dp != world_.world_size)
-    throw ConfigError({fmt::format("config: parallel.dp is {} but the job has {} processes: until context "
-                                   "parallelism exists every process is a data-parallel rank (use 0)",
-                                   cfg_.parallel.dp, world_.world_size)});
+  mesh_ = make_mesh(cfg_, world_);
   if (world_.world_size > 1 && device_.is_cuda()) {
     // One GPU per local rank (CUDA_VISIBLE_DEVICES may narrow what this process sees).
     const auto gpus = static_cast<int64_t>(torch::cuda::device_count());
@@ -83,14 +81,25 @@ Trainer::Trainer(RunConfig cfg, World world, TrainerOptions opts)
     co.backend = comm_backend(cfg_.parallel, device_);
     comm_ = std::make_unique<Communicator>(world_, co);
     dp_ = std::make_unique<DataParallel>(*comm_);
-    dp_->check_same_config(cfg_.model_hash(world_.world_size));
+    dp_->check_same_config(cfg_.model_hash(mesh_.dp));
+    if (mesh_.cp > 1) {  // the cp ranks of one data-parallel replica are consecutive
+      std::vector<int64_t> ranks;
+      for (int64_t c = 0; c < mesh_.cp; ++c) ranks.push_back(mesh_.dp_rank * mesh_.cp + c);
+      cp_ = comm_->subgroup(ranks, "cp" + std::to_string(mesh_.dp_rank));
+    }
   }
   model_ = build_model(cfg_, device_);
+  if (mesh_.cp > 1)  // refused before any data moves, naming the block
+    for (size_t i = 0; i < model_->layers.size(); ++i)
+      if (model_->layers[i]->mixer->cp_strategy() == CpStrategy::none)
+        throw ConfigError({fmt::format("config: parallel.cp {}: layer {}'s mixer '{}' declares no context-parallel "
+                                       "strategy (docs/parallelism.md lists each mixer's); use parallel.cp: 1",
+                                       mesh_.cp, i, model_->layers[i]->mixer_type)});
   optimizer_ = make_optimizer(named_parameters(model_), cfg_.optim, cfg_.parallel, comm_.get());
   // Rank 0 prepares the data (if needed) before the others open it.
   auto open_data = [&] {
     train_data_ = std::make_unique<BatchSampler>(open_split(cfg_, "train"), cfg_.data.seq_len,
-                                                 cfg_.run.seed, world_.rank, world_.world_size);
+                                                 cfg_.run.seed, mesh_.dp_rank, mesh_.dp);
     // Built now so that a validation split shorter than one window fails before step 1.
     val_data_ = std::make_unique<BatchSampler>(open_split(cfg_, "val"), cfg_.data.seq_len, cfg_.run.seed);
   };
@@ -100,8 +109,7 @@ Trainer::Trainer(RunConfig cfg, World world, TrainerOptions opts)
   if (cfg_.data.pack == "documents") eot_ = make_tokenizer(cfg_.data)->eot_id();
   flops_per_token_ = model_->train_flops_per_token(cfg_.data.seq_len);
   peak_flops_ = peak_flops(device_);
-  tokens_per_step_ = cfg_.train.batch_size * cfg_.train.grad_accum * cfg_.data.seq_len *
-                     world_.world_size;
+  tokens_per_step_ = cfg_.train.batch_size * cfg_.train.grad_accum * cfg_.data.seq_len * mesh_.dp;
   // Everything that can refuse the run (locks, checkpoints, resume checks) runs before
   // prepare_run_dir writes anything (trainer_run_dir.cpp).
   if (opts_.write_outputs && world_.is_main()) lock_ = std::make_unique<RunLock>(cfg_.run_dir());
@@ -136,8 +144,8 @@ void Trainer::save() {
   state.data_cursor = train_data_->cursor;
   state.train_steps = cfg_.train.steps;
   state.seed = cfg_.run.seed;
-  state.world_size = world_.world_size;
-  state.config_hash = cfg_.model_hash(world_.world_size);
+  state.world_size = mesh_.dp;  // data-parallel replicas: what the sample order depends on
+  state.config_hash = cfg_.model_hash(mesh_.dp);
   state.attnlab_version = ATTNLAB_VERSION;
   save_checkpoint(cfg_.run_dir(), named_parameters(model_), moments, state,
                   cfg_.checkpoint.keep);
@@ -169,9 +177,9 @@ StepResult Trainer::step() {
   std::vector<std::string> aux_names;
   std::vector<at::Tensor> aux_values;    // per name, summed over micro-batches
   for (int64_t m = 0; m < accum; ++m) {
-    at::Tensor batch = train_data_->next(cfg_.train.batch_size).to(device_);  // [B, T+1]
-    at::Tensor inputs = batch.narrow(1, 0, cfg_.data.seq_len);
-    at::Tensor targets = batch.narrow(1, 1, cfg_.data.seq_len);
+    at::Tensor batch = my_shard(train_data_->next(cfg_.train.batch_size).to(device_));  // [B, T/cp + 1]
+    at::Tensor inputs = batch.narrow(1, 0, batch.size(1) - 1);
+    at::Tensor targets = batch.narrow(1, 1, batch.size(1) - 1);
     at::Tensor logits = model_->forward(inputs, context(inputs, /*training=*/true));  // [B, T, V]
     at::Tensor loss = at::cross_entropy_loss(logits.reshape({-1, logits.size(-1)}),
                                              targets.reshape({-1}));
@@ -249,7 +257,37 @@ MixerContext Trainer::context(const at::Tensor& inputs, bool training) const {
   ctx.training = training;
   ctx.kernel = cfg_.train.kernel;
   if (eot_ >= 0) ctx.documents = documents_from_eot(inputs, eot_);
+  if (cp_) {  // this rank's contiguous shard of the sequence
+    const int64_t S = inputs.size(1), start = mesh_.cp_rank * S;
+    ctx.cp = cp_.get();
+    ctx.positions = at::arange(start, start + S, inputs.options().dtype(at::kLong)).unsqueeze(0).expand(inputs.sizes());
+  }
   return ctx;
+}
+
+at::Tensor Trainer::my_shard(const at::Tensor& windows) const {
+  if (mesh_.cp == 1) return windows;
+  const int64_t S = cfg_.data.seq_len / mesh_.cp;  // tokens S·r .. S·(r+1), plus the next one's target
+  return windows.narrow(1, mesh_.cp_rank * S, S + 1);
+}
+
+Mesh make_mesh(const RunConfig& cfg, const World& world) {
+  const ParallelConfig& p = cfg.parallel;
+  Mesh m;
+  m.cp = p.cp;
+  if (world.world_size % p.cp != 0)
+    throw ConfigError({fmt::format("config: parallel.cp {} does not divide the {} processes of the job", p.cp,
+                                   world.world_size)});
+  m.dp = p.dp == 0 ? world.world_size / p.cp : p.dp;
+  if (m.dp * m.cp != world.world_size)
+    throw ConfigError({fmt::format("config: parallel.dp {} x parallel.cp {} must equal the job's {} processes",
+                                   m.dp, m.cp, world.world_size)});
+  if (cfg.data.seq_len % m.cp != 0)
+    throw ConfigError({fmt::format("config: data.seq_len {} must be a multiple of parallel.cp {} (equal shards)",
+                                   cfg.data.seq_len, m.cp)});
+  m.dp_rank = world.rank / m.cp;
+  m.cp_rank = world.rank % m.cp;
+  return m;
 }
 
 double Trainer::evaluate() {
@@ -257,13 +295,13 @@ double Trainer::evaluate() {
   double sum = 0;
   // Global batch b is windows [b·B·W, (b+1)·B·W); rank r evaluates its slice r, and the mean
   // over all slices is the same for every world size (equal slice sizes).
-  const int64_t W = world_.world_size, B = cfg_.train.batch_size;
+  const int64_t W = mesh_.dp, B = cfg_.train.batch_size;
   for (int64_t b = 0; b < cfg_.eval.batches; ++b) {
-    at::Tensor batch = val_data_->sequential((b * W + world_.rank) * B, B).to(device_);
-    at::Tensor inputs = batch.narrow(1, 0, cfg_.data.seq_len);
+    at::Tensor batch = my_shard(val_data_->sequential((b * W + mesh_.dp_rank) * B, B).to(device_));
+    at::Tensor inputs = batch.narrow(1, 0, batch.size(1) - 1);
     at::Tensor logits = model_->forward(inputs, context(inputs, /*training=*/false));
     sum += at::cross_entropy_loss(logits.reshape({-1, logits.size(-1)}),
-                                  batch.narrow(1, 1, cfg_.data.seq_len).reshape({-1}))
+                                  batch.narrow(1, 1, batch.size(1) - 1).reshape({-1}))
                .item<double>();
   }
   if (dp_) {
@@ -271,7 +309,8 @@ double Trainer::evaluate() {
     dp_->comm().all_reduce(total);
     sum = total.item<double>();
   }
-  return sum / static_cast<double>(cfg_.eval.batches * W);
+  // Every rank's mean over its (equal) share of tokens, averaged over all of them.
+  return sum / static_cast<double>(cfg_.eval.batches * world_.world_size);
 }
 
 void Trainer::log_progress(const StepResult& r, double step_seconds, double elapsed) {
@@ -304,8 +343,8 @@ int Trainer::train() {
   say(fmt::format("model: {} layers, {:.2f}M parameters, {:.1f} MFLOP/token (fwd+bwd); device {}{}\n",
                   cfg_.model.layers, model_->num_parameters() / 1e6, flops_per_token_ / 1e6,
                   device_.str(),
-                  dp_ ? fmt::format("; data parallel: {} ranks (dp {}, zero {}) over {} (launched by {})",
-                                    world_.world_size, world_.world_size, cfg_.parallel.zero,
+                  dp_ ? fmt::format("; data parallel: {} ranks (dp {}, cp {}, zero {}) over {} (launched by {})",
+                                    world_.world_size, mesh_.dp, mesh_.cp, cfg_.parallel.zero,
                                     comm_->backend(), world_.launcher)
                       : ""));
   say(fmt::format("optimizer: AdamW state {:.2f} MB on this rank{}{}\n", optimizer_->state_bytes() / 1e6,

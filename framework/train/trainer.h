@@ -20,6 +20,14 @@
 
 namespace attnlab {
 
+/// The job's ranks as dp data-parallel replicas of cp context-parallel ranks each (docs/
+/// parallelism.md): rank = dp_rank * cp + cp_rank.
+struct Mesh {
+  int64_t dp = 1, cp = 1, dp_rank = 0, cp_rank = 0;
+};
+/// The mesh parallel.{dp,cp} ask for on `world`; throws ConfigError when it does not fit.
+Mesh make_mesh(const RunConfig& cfg, const World& world);
+
 struct TrainerOptions {
   bool resume = false;
   bool write_outputs = true;  ///< false for benchmarks: no run folder, no checkpoints
@@ -66,8 +74,11 @@ class Trainer {
   bool should_eval(int64_t step) const;
   bool should_save(int64_t step) const;
   void log_progress(const StepResult& r, double step_seconds, double elapsed);
-  /// The mixer context of a forward on `inputs` [B, T]: kernel choice, packed documents.
+  /// The mixer context of a forward on `inputs` [B, T]: kernel choice, packed documents, the
+  /// context-parallel group and positions.
   MixerContext context(const at::Tensor& inputs, bool training) const;
+  /// windows [B, seq_len + 1] -> this context-parallel rank's [B, seq_len / cp + 1].
+  at::Tensor my_shard(const at::Tensor& windows) const;
 
   RunConfig cfg_;
   World world_;
@@ -76,7 +87,9 @@ class Trainer {
   LanguageModel model_{nullptr};
   // The communicator outlives what uses it (members are destroyed in reverse order): pending
   // gradient collectives must not outlive their process group.
+  Mesh mesh_;
   std::unique_ptr<Communicator> comm_;  ///< only when world_size > 1
+  std::unique_ptr<Communicator> cp_;    ///< this rank's context-parallel group (cp > 1)
   std::unique_ptr<DataParallel> dp_;
   std::unique_ptr<Optimizer> optimizer_;
   std::unique_ptr<BatchSampler> train_data_, val_data_;

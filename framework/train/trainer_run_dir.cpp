@@ -56,16 +56,16 @@ void Trainer::resume_from_newest() {
   }
   Checkpoint& ck = *found.checkpoint;
   const std::string state_file = ck.dir + "/state.json";
-  check_state_against_config(ck.state, cfg_, world_.world_size, state_file);
+  check_state_against_config(ck.state, cfg_, mesh_.dp, state_file);
   load_weights(model_, ck.model, ck.dir + "/model.safetensors");
   optimizer_->load_state(ck.optimizer.tensors, ck.state.optimizer_steps, ck.dir + "/optimizer.safetensors");
   step_ = saved_step_ = ck.state.step;
   skipped_steps_ = ck.state.skipped_steps;
   // Same global position at any world size (the check above makes the division exact).
-  train_data_->cursor = ck.state.data_cursor * ck.state.world_size / world_.world_size;
-  if (ck.state.world_size != world_.world_size)
-    say(fmt::format("resume: written by {} ranks, continuing on {} (the same global sample order)\n",
-                    ck.state.world_size, world_.world_size));
+  train_data_->cursor = ck.state.data_cursor * ck.state.world_size / mesh_.dp;
+  if (ck.state.world_size != mesh_.dp)
+    say(fmt::format("resume: written by {} data-parallel ranks, continuing on {} (the same global sample order)\n",
+                    ck.state.world_size, mesh_.dp));
   // Newer folders that failed verification go out of the way of pruning and later resumes.
   if (opts_.write_outputs && world_.is_main())
     for (const std::string& dir : checkpoint_folders(cfg_.run_dir())) {
