@@ -43,7 +43,7 @@ TEST(DataParallel, TwoRanksOfBatchBTrainLikeOneRankOfBatch2BAsDdpAndZero1) {
       // ZeRO-1 pieces across buckets all exercised).
       ASSERT_EQ(j.run(2, name, with(common, {"train.batch_size=2", "parallel.zero=" + zero, "parallel.bucket_mb=0.05"}),
                       &log), 0) << log;
-      EXPECT_NE(log.find("data parallel: 2 ranks (dp 2, zero " + zero + ") over gloo"), std::string::npos) << log;
+      EXPECT_NE(log.find("data parallel: 2 ranks (dp 2, cp 1, zero " + zero + ") over gloo"), std::string::npos) << log;
       const size_t at = log.find("gradients in ");
       ASSERT_NE(at, std::string::npos) << log;
       EXPECT_GE(std::stoi(log.substr(at + 13)), 3) << log;
