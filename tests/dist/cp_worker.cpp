@@ -9,6 +9,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <map>
 
 #include "framework/config/run_config.h"
 #include "framework/dist/communicator.h"
@@ -67,8 +68,24 @@ int main() {
     MixerContext ctx;
     ctx.cp = cp.get();
     ctx.positions = at::arange(r * S, (r + 1) * S, at::kLong).unsqueeze(0).expand({B, S});
+    const auto before = cp->stats().bytes;
     at::Tensor ys = m->forward(xs, ctx);
+    const auto after_forward = cp->stats().bytes;
     (ys * wgt.narrow(1, r * S, S)).sum().backward();
+    // The bytes this rank handed to each collective, forward and backward (docs/parallelism.md
+    // sets them beside the strategy's formula).
+    auto delta = [](const std::map<std::string, int64_t>& a, const std::map<std::string, int64_t>& b) {
+      std::string out;
+      for (const auto& [k, v] : a) {
+        const int64_t d = v - (b.count(k) ? b.at(k) : 0);
+        if (d) out += " " + k + " " + std::to_string(d);
+      }
+      return out.empty() ? std::string(" none") : out;
+    };
+    std::printf("rank %lld: %s bytes: forward%s; backward%s (B %lld, shard %lld tokens, fp64)\n",
+                static_cast<long long>(r), name.c_str(), delta(after_forward, before).c_str(),
+                delta(cp->stats().bytes, after_forward).c_str(), static_cast<long long>(B),
+                static_cast<long long>(S));
     const std::string tag = name + " (" + to_string(m->cp_strategy()) + ", cp " + std::to_string(P) + ")";
     expect_close(tag + " output shard", ys.detach(), yf.detach().narrow(1, r * S, S), r);
     expect_close(tag + " input gradient shard", xs.grad(), xf.grad().narrow(1, r * S, S), r);
