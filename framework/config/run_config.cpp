@@ -34,6 +34,21 @@ MixerSpec parse_mixer_spec(ParseVisitor& parent, YAML::Node node, const std::str
   return spec;
 }
 
+}  // namespace
+
+MixerSpec default_mixer_spec(const std::string& type) {
+  const MixerEntry* entry = MixerRegistry::instance().find(type);
+  if (!entry) throw std::invalid_argument(MixerRegistry::instance().unknown_message("mixer", type));
+  std::vector<std::string> errors;
+  YamlSource src = load_yaml_text("{}", "<defaults of " + type + ">");
+  ParseVisitor v(src, src.root, "model.mixer", errors);
+  MixerSpec spec{type, entry->parse(v)};
+  if (!errors.empty()) throw ConfigError(errors);
+  return spec;
+}
+
+namespace {
+
 void parse_model(ParseVisitor& v, ModelConfig& m) {
   m.visit(v);
   YAML::Node mixer = v.take("mixer");

@@ -182,6 +182,9 @@ struct RunConfig {
 
 /// Loads a recipe (extends + overrides), parses and validates it.
 RunConfig load_run_config(const std::string& recipe, const std::vector<std::string>& overrides);
+
+/// Mixer `type` (registered) with every option at its default.
+MixerSpec default_mixer_spec(const std::string& type);
 RunConfig parse_run_config(const YamlSource& src);
 
 }  // namespace attnlab

@@ -109,16 +109,18 @@ Communicator::Communicator(const World& world, CommOptions opts)
     throw std::invalid_argument("communicator backend '" + opts.backend + "': expected gloo or nccl");
   groups_ = std::make_unique<Groups>();
   groups_->store = join_store(world, opts.timeout);
-  auto prefixed = c10::make_intrusive<c10d::PrefixStore>(opts.backend, groups_->store);
-  if (opts.backend == "nccl") {
-    groups_->backend = make_nccl_backend(prefixed, rank_, size_, opts.timeout);
-    return;
-  }
-  auto g = c10d::ProcessGroupGloo::Options::create();
-  g->devices.push_back(gloo_device(world));
-  g->timeout = opts.timeout;
-  groups_->backend = c10::make_intrusive<c10d::ProcessGroupGloo>(prefixed, static_cast<int>(rank_),
-                                                                 static_cast<int>(size_), g);
+  groups_->backend = make_backend(groups_->store, rank_, size_);
+}
+
+// The process group of this communicator's ranks, below its store (each group its own prefix).
+c10::intrusive_ptr<c10d::Backend> Communicator::make_backend(const c10::intrusive_ptr<c10d::Store>& store,
+                                                             int64_t rank, int64_t size) const {
+  auto prefixed = c10::make_intrusive<c10d::PrefixStore>(backend_, store);
+  if (backend_ == "nccl") return make_nccl_backend(prefixed, rank, size, timeout_);
+  auto o = c10d::ProcessGroupGloo::Options::create();
+  o->devices.push_back(gloo_device(world_));
+  o->timeout = timeout_;
+  return c10::make_intrusive<c10d::ProcessGroupGloo>(prefixed, static_cast<int>(rank), static_cast<int>(size), o);
 }
 
 Communicator::~Communicator() = default;
@@ -136,16 +138,7 @@ std::unique_ptr<Communicator> Communicator::subgroup(const std::vector<int64_t>&
   if (g->size_ == 1) return g;
   g->groups_ = std::make_unique<Groups>();
   g->groups_->store = c10::make_intrusive<c10d::PrefixStore>("group/" + name, groups_->store);
-  auto prefixed = c10::make_intrusive<c10d::PrefixStore>(backend_, g->groups_->store);
-  if (backend_ == "nccl") {
-    g->groups_->backend = make_nccl_backend(prefixed, g->rank_, g->size_, timeout_);
-    return g;
-  }
-  auto o = c10d::ProcessGroupGloo::Options::create();
-  o->devices.push_back(gloo_device(world_));
-  o->timeout = timeout_;
-  g->groups_->backend = c10::make_intrusive<c10d::ProcessGroupGloo>(prefixed, static_cast<int>(g->rank_),
-                                                                    static_cast<int>(g->size_), o);
+  g->groups_->backend = make_backend(g->groups_->store, g->rank_, g->size_);
   return g;
 }
 

@@ -8,6 +8,7 @@
 // A world of one process needs no store: each collective is then the identity.
 #pragma once
 #include <ATen/core/Tensor.h>
+#include <c10/util/intrusive_ptr.h>
 
 #include <chrono>
 #include <cstdint>
@@ -20,6 +21,7 @@
 #include "framework/dist/world.h"
 
 namespace c10d {
+class Backend;
 class Store;
 }  // namespace c10d
 
@@ -98,6 +100,8 @@ class Communicator {
  private:
   struct Groups;  // the c10d store and process group (communicator.cpp)
   Communicator() = default;  // for subgroup()
+  c10::intrusive_ptr<c10d::Backend> make_backend(const c10::intrusive_ptr<c10d::Store>& store, int64_t rank,
+                                                 int64_t size) const;
   int64_t rank_ = 0, size_ = 1;
   std::string backend_;
   World world_;

@@ -6,7 +6,6 @@
 #include <ATen/ops/stack.h>
 #include <ATen/ops/zeros.h>
 
-#include <chrono>
 
 #include "framework/train/adamw.h"
 #include "framework/train/grad_sync.h"
@@ -30,10 +29,7 @@ class ReplicatedAdamW final : public Optimizer {
     if (sync_) sync_->arm(last);
   }
   void after_backward() override {
-    if (!sync_) return;
-    const auto t0 = std::chrono::steady_clock::now();
-    sync_->finish();
-    comm_s_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (sync_) timed([&] { sync_->finish(); });
   }
   at::Tensor grad_norm() override {
     std::vector<at::Tensor> g = grads();

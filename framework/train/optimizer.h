@@ -13,6 +13,7 @@
 #pragma once
 #include <ATen/core/Tensor.h>
 
+#include <chrono>
 #include <map>
 #include <memory>
 #include <string>
@@ -56,6 +57,12 @@ class Optimizer {
   }
 
  protected:
+  /// Runs f, counting its wall time as communication.
+  template <class F> void timed(F&& f) {
+    const auto t0 = std::chrono::steady_clock::now();
+    f();
+    comm_s_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
   double comm_s_ = 0;
 };
 

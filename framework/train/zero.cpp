@@ -5,7 +5,6 @@
 #include <ATen/ops/zeros.h>
 #include <ATen/ops/zeros_like.h>
 
-#include <chrono>
 #include <stdexcept>
 
 #include "framework/checkpoint/tensor_copy.h"
@@ -42,21 +41,10 @@ class ShardedAdamW final : public Optimizer {
   }
   void step(double lr) override {
     adamw_.step(lr, piece_grads());
-    // Each bucket's updated slice goes to every rank: pack into the shard buffer (its gradients
-    // are spent), all-gather into the flat buffer, unpack into the parameters.
+    // Each bucket's updated slices go to every rank (the shards' gradients are spent).
     at::NoGradGuard no_grad;
-    for (auto& b : sync_.buckets()) b.shard.zero_();
-    for (size_t i = 0; i < pieces_.size(); ++i)
-      sync_.buckets()[pieces_[i].bucket].shard.narrow(0, pieces_[i].shard_offset, pieces_[i].numel)
-          .copy_(piece_param(i));
-    timed([&] {
-      for (auto& b : sync_.buckets()) sync_.comm().all_gather_into(b.shard, b.flat);
-    });
-    for (const auto& b : sync_.buckets())
-      for (size_t slot = 0; slot < b.params.size(); ++slot) {
-        const at::Tensor& p = sync_.params()[b.params[slot]];
-        p.detach().view({-1}).copy_(b.flat.narrow(0, b.offsets[slot], p.numel()));
-      }
+    timed([&] { all_gather_pieces([&](size_t i) { return piece_param(i); }); });
+    for_each_gathered([&](size_t k, const at::Tensor& whole) { sync_.params()[k].detach().copy_(whole); });
   }
   void zero_grad() override {
     for (const auto& [name, p] : named_) p.mutable_grad() = at::Tensor();
@@ -68,18 +56,8 @@ class ShardedAdamW final : public Optimizer {
     std::vector<at::Tensor> full[2];
     for (int which = 0; which < 2; ++which) {
       full[which].resize(named_.size());
-      for (auto& b : sync_.buckets()) b.shard.zero_();
-      for (size_t i = 0; i < pieces_.size(); ++i)
-        sync_.buckets()[pieces_[i].bucket].shard.narrow(0, pieces_[i].shard_offset, pieces_[i].numel)
-            .copy_(local[2 * i + which].second);
-      for (auto& b : sync_.buckets()) {
-        sync_.comm().all_gather_into(b.shard, b.flat);
-        if (!writer) continue;
-        for (size_t slot = 0; slot < b.params.size(); ++slot) {
-          const at::Tensor& p = sync_.params()[b.params[slot]];
-          full[which][b.params[slot]] = b.flat.narrow(0, b.offsets[slot], p.numel()).view(p.sizes()).clone();
-        }
-      }
+      all_gather_pieces([&](size_t i) { return local[2 * i + which].second; });
+      if (writer) for_each_gathered([&](size_t k, const at::Tensor& whole) { full[which][k] = whole.clone(); });
     }
     NamedTensors out;
     if (!writer) return out;
@@ -147,6 +125,24 @@ class ShardedAdamW final : public Optimizer {
     return out;
   }
 
+  // Packs value_of(i) of every piece into its bucket's shard and all-gathers the shards: each
+  // bucket's flat buffer then holds every rank's values (the shards' contents are spent).
+  template <class F> void all_gather_pieces(F&& value_of) {
+    for (auto& b : sync_.buckets()) b.shard.zero_();
+    for (size_t i = 0; i < pieces_.size(); ++i)
+      sync_.buckets()[pieces_[i].bucket].shard.narrow(0, pieces_[i].shard_offset, pieces_[i].numel).copy_(value_of(i));
+    for (auto& b : sync_.buckets()) sync_.comm().all_gather_into(b.shard, b.flat);
+  }
+
+  // f(k, parameter k's part of its bucket's flat buffer, shaped like the parameter).
+  template <class F> void for_each_gathered(F&& f) {
+    for (const auto& b : sync_.buckets())
+      for (size_t slot = 0; slot < b.params.size(); ++slot) {
+        const at::Tensor& p = sync_.params()[b.params[slot]];
+        f(b.params[slot], b.flat.narrow(0, b.offsets[slot], p.numel()).view(p.sizes()));
+      }
+  }
+
   // This rank's averaged gradient of each piece: views into the bucket shards.
   std::vector<at::Tensor> piece_grads() {
     std::vector<at::Tensor> grads;
@@ -157,12 +153,6 @@ class ShardedAdamW final : public Optimizer {
   at::Tensor piece_param(size_t i) const {
     const Piece& p = pieces_[i];
     return named_[p.param].second.detach().view({-1}).narrow(0, p.param_offset, p.numel);
-  }
-
-  template <class F> void timed(F&& f) {
-    const auto t0 = std::chrono::steady_clock::now();
-    f();
-    comm_s_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   }
 
   NamedTensors named_;

@@ -12,15 +12,8 @@ namespace attnlab {
 namespace {
 
 void run_ranks(int world) {
-  const std::string d = testing::temp_dir("comm");
-  const std::string port = std::to_string(free_loopback_port());
-  std::vector<Child> kids;
-  for (int r = 0; r < world; ++r)
-    kids.push_back(spawn({ATTNLAB_DIST_WORKER},
-                         {{"RANK", std::to_string(r)}, {"WORLD_SIZE", std::to_string(world)},
-                          {"LOCAL_RANK", std::to_string(r)}, {"LOCAL_WORLD_SIZE", std::to_string(world)},
-                          {"MASTER_ADDR", "127.0.0.1"}, {"MASTER_PORT", port}},
-                         d + "/rank" + std::to_string(r) + ".log"));
+  std::vector<Child> kids = spawn_ranks(ATTNLAB_DIST_WORKER, world, testing::temp_dir("comm"));
+  Reaper reaper{kids};
   const auto codes = wait_all(kids, std::chrono::seconds(90));
   for (int r = 0; r < world; ++r)
     EXPECT_EQ(codes[r], 0) << "rank " << r << ":\n" << testing::read_file(kids[r].log);

@@ -12,16 +12,9 @@ namespace attnlab {
 namespace {
 
 void run_cp(int world) {
-  const std::string d = testing::temp_dir("cp");
-  const std::string port = std::to_string(free_loopback_port());
-  std::vector<Child> kids;
+  std::vector<Child> kids =
+      spawn_ranks(ATTNLAB_CP_WORKER, world, testing::temp_dir("cp"), {{"OMP_NUM_THREADS", "1"}});
   Reaper reaper{kids};
-  for (int r = 0; r < world; ++r)
-    kids.push_back(spawn({ATTNLAB_CP_WORKER},
-                         {{"RANK", std::to_string(r)}, {"WORLD_SIZE", std::to_string(world)},
-                          {"LOCAL_RANK", std::to_string(r)}, {"LOCAL_WORLD_SIZE", std::to_string(world)},
-                          {"MASTER_ADDR", "127.0.0.1"}, {"MASTER_PORT", port}, {"OMP_NUM_THREADS", "1"}},
-                         d + "/rank" + std::to_string(r) + ".log"));
   const auto codes = wait_all(kids, std::chrono::seconds(120));
   for (int r = 0; r < world; ++r) {
     const std::string log = testing::read_file(kids[r].log);

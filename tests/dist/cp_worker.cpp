@@ -14,23 +14,10 @@
 #include "framework/config/run_config.h"
 #include "framework/dist/communicator.h"
 #include "framework/model/mixer.h"
+#include "tests/dist/worker_checks.h"
 
-namespace {
-int failures = 0;
-
-double rel_rms(const at::Tensor& a, const at::Tensor& b) {
-  const double scale = std::max(b.pow(2).mean().sqrt().item<double>(), 1e-300);
-  return (a - b).pow(2).mean().sqrt().item<double>() / scale;
-}
-
-void expect_close(const std::string& what, const at::Tensor& got, const at::Tensor& want, int64_t rank) {
-  const double e = rel_rms(got, want);
-  if (!(e <= 1e-10)) {
-    std::printf("rank %lld: FAILED %s: relative RMS error %.3g\n", static_cast<long long>(rank), what.c_str(), e);
-    ++failures;
-  }
-}
-}  // namespace
+using attnlab::worker::expect_close;
+using attnlab::worker::failures;
 
 int main() {
   using namespace attnlab;
@@ -46,12 +33,8 @@ int main() {
   const int64_t P = cp->size(), r = cp->rank(), D = 32, B = 2, S = 23, T = P * S;  // not a multiple of a chunk
   int tested = 0;
   for (const std::string& name : MixerRegistry::instance().names()) {
-    std::vector<std::string> errors;
-    YamlSource src = load_yaml_text("{}", "<defaults>");
-    ParseVisitor v(src, src.root, "model.mixer", errors);
-    const MixerEntry* entry = MixerRegistry::instance().find(name);
     at::manual_seed(7);  // the same weights and data on every rank
-    auto m = entry->create(*entry->parse(v), MixerShape{D, 0, 2, 4096});
+    auto m = MixerRegistry::instance().find(name)->create(*default_mixer_spec(name).options, MixerShape{D, 0, 2, 4096});
     if (m->cp_strategy() == CpStrategy::none) continue;
     m->to(at::kDouble);
     at::Tensor x = at::randn({B, T, D}, at::kDouble), wgt = at::randn({B, T, D}, at::kDouble);
@@ -97,11 +80,7 @@ int main() {
     }
     ++tested;
   }
-  if (tested == 0) {
-    std::printf("rank %lld: FAILED no registered mixer declares a context-parallel strategy\n",
-                static_cast<long long>(r));
-    ++failures;
-  }
+  attnlab::worker::expect(tested > 0, "no registered mixer declares a context-parallel strategy", r);
   std::printf("rank %lld of %lld: %d mixers under context parallelism: %s\n", static_cast<long long>(r),
               static_cast<long long>(P), tested, failures ? "FAILED" : "ok");
   return failures ? 1 : 0;

@@ -82,8 +82,7 @@ TEST(DataParallel, SigtermToTheLauncherCheckpointsAndResumeContinuesTheSameCurve
   std::vector<std::string> argv = {ATTNLAB_BIN, "launch", "--nproc-per-node", "2", "--"};
   for (const auto& a : j.train_args("split", sets)) argv.push_back(a);
   std::vector<Child> kids = {spawn(argv, {}, j.dir + "/split.log")};
-  for (int i = 0; i < 600 && testing::read_file(kids[0].log).find("step   5/300") == std::string::npos; ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  wait_for(kids[0].log, "step   5/300", std::chrono::seconds(30));
   ::kill(kids[0].pid, SIGTERM);
   const int rc = wait_all(kids, std::chrono::seconds(120))[0];
   const std::string log = testing::read_file(kids[0].log);

@@ -10,16 +10,10 @@
 #include <string>
 
 #include "framework/dist/communicator.h"
+#include "tests/dist/worker_checks.h"
 
-namespace {
-int failures = 0;
-void expect(bool ok, const std::string& what, int64_t rank) {
-  if (!ok) {
-    std::printf("rank %lld: FAILED %s\n", static_cast<long long>(rank), what.c_str());
-    ++failures;
-  }
-}
-}  // namespace
+using attnlab::worker::expect;
+using attnlab::worker::failures;
 
 int main() {
   using namespace attnlab;

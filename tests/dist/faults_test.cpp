@@ -44,16 +44,6 @@ pid_t worker_with_rank(pid_t launcher, int rank) {
   return found;
 }
 
-// Waits (bounded) until `log` shows `text`.
-bool wait_for(const std::string& log, const std::string& text, std::chrono::seconds limit) {
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (testing::read_file(log).find(text) != std::string::npos) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  return false;
-}
-
 std::vector<std::string> launch_argv(const Job& j, const std::string& name, const std::vector<std::string>& sets,
                                      const std::vector<std::string>& launch_opts = {}) {
   std::vector<std::string> argv = {ATTNLAB_BIN, "launch", "--nproc-per-node", "2"};

@@ -4,7 +4,9 @@
 #pragma once
 #include <nlohmann/json.hpp>
 
+#include <chrono>
 #include <cmath>
+#include <thread>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -51,6 +53,16 @@ struct Job {
     return out;
   }
 };
+
+// Waits (bounded) until `log` shows `text`.
+inline bool wait_for(const std::string& log, const std::string& text, std::chrono::seconds limit) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (testing::read_file(log).find(text) != std::string::npos) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return false;
+}
 
 inline void expect_same_curve(const std::vector<double>& a, const std::vector<double>& b, double tol, const std::string& what) {
   ASSERT_EQ(a.size(), b.size()) << what;

@@ -49,6 +49,22 @@ inline Child spawn(const std::vector<std::string>& argv, const std::map<std::str
   return c;
 }
 
+// `world` copies of `binary` as ranks 0..world-1 of one job on loopback (torchrun's variables,
+// a free port), output to dir/rank<r>.log.
+inline std::vector<Child> spawn_ranks(const std::string& binary, int world, const std::string& dir,
+                                      std::map<std::string, std::string> extra = {}) {
+  const std::string port = std::to_string(free_loopback_port());
+  std::vector<Child> kids;
+  for (int r = 0; r < world; ++r) {
+    std::map<std::string, std::string> env = extra;
+    env.insert({{"RANK", std::to_string(r)}, {"WORLD_SIZE", std::to_string(world)},
+                {"LOCAL_RANK", std::to_string(r)}, {"LOCAL_WORLD_SIZE", std::to_string(world)},
+                {"MASTER_ADDR", "127.0.0.1"}, {"MASTER_PORT", port}});
+    kids.push_back(spawn({binary}, env, dir + "/rank" + std::to_string(r) + ".log"));
+  }
+  return kids;
+}
+
 // Waits for all children up to `limit`; kills (by pid) whatever is still running then.
 inline std::vector<int> wait_all(std::vector<Child>& kids, std::chrono::seconds limit) {
   std::vector<int> codes(kids.size(), -1);

@@ -16,14 +16,7 @@ namespace {
 
 constexpr int64_t kDim = 32;
 
-std::shared_ptr<MixerOptions> default_options(const std::string& name) {
-  std::vector<std::string> errors;
-  YamlSource src = load_yaml_text("{}", "<defaults>");
-  ParseVisitor v(src, src.root, "model.mixer", errors);
-  auto opts = MixerRegistry::instance().find(name)->parse(v);
-  EXPECT_TRUE(errors.empty());
-  return opts;
-}
+std::shared_ptr<MixerOptions> default_options(const std::string& name) { return default_mixer_spec(name).options; }
 
 std::shared_ptr<Mixer> make_mixer(const std::string& name, int64_t layer = 0) {
   auto m = MixerRegistry::instance().find(name)->create(*default_options(name),

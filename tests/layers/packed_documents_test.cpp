@@ -21,11 +21,8 @@ namespace {
 constexpr int64_t kDim = 32;
 
 std::shared_ptr<Mixer> make_mixer(const std::string& name) {
-  std::vector<std::string> errors;
-  YamlSource src = load_yaml_text("{}", "<defaults>");
-  ParseVisitor v(src, src.root, "model.mixer", errors);
-  auto opts = MixerRegistry::instance().find(name)->parse(v);
-  auto m = MixerRegistry::instance().find(name)->create(*opts, MixerShape{kDim, 0, 2, 256});
+  auto m = MixerRegistry::instance().find(name)->create(*default_mixer_spec(name).options,
+                                                          MixerShape{kDim, 0, 2, 256});
   m->to(at::kDouble);
   return m;
 }
@@ -118,14 +115,7 @@ TEST(DocumentRows, AModelOnEotPackedTokensEqualsItsDocumentsAlone) {
   // A two-layer model of every kind of block in one pattern: softmax then gla.
   RunConfig cfg = load_run_config(ATTNLAB_SOURCE_DIR "/recipes/default.yaml",
                                   {"model.dim=32", "model.layers=2", "model.mixer.type=softmax"});
-  cfg.model.pattern.push_back(cfg.model.pattern[0]);
-  cfg.model.pattern[1].type = "gla";
-  {
-    std::vector<std::string> errors;
-    YamlSource src = load_yaml_text("{}", "<defaults>");
-    ParseVisitor v(src, src.root, "model.mixer", errors);
-    cfg.model.pattern[1].options = MixerRegistry::instance().find("gla")->parse(v);
-  }
+  cfg.model.pattern.push_back(default_mixer_spec("gla"));
   at::manual_seed(3);
   LanguageModel model(cfg.model);
   model->to(at::kDouble);
