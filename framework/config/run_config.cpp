@@ -36,11 +36,13 @@ MixerSpec parse_mixer_spec(ParseVisitor& parent, YAML::Node node, const std::str
 
 }  // namespace
 
-MixerSpec default_mixer_spec(const std::string& type) {
+MixerSpec default_mixer_spec(const std::string& type) { return mixer_spec(type, "{}"); }
+
+MixerSpec mixer_spec(const std::string& type, const std::string& options) {
   const MixerEntry* entry = MixerRegistry::instance().find(type);
   if (!entry) throw std::invalid_argument(MixerRegistry::instance().unknown_message("mixer", type));
   std::vector<std::string> errors;
-  YamlSource src = load_yaml_text("{}", "<defaults of " + type + ">");
+  YamlSource src = load_yaml_text(options, "<options of " + type + ">");
   ParseVisitor v(src, src.root, "model.mixer", errors);
   MixerSpec spec{type, entry->parse(v)};
   if (!errors.empty()) throw ConfigError(errors);

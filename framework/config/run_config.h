@@ -147,6 +147,9 @@ struct ParallelConfig {
   std::string backend = "auto";  ///< auto: nccl on CUDA, gloo on CPU
   int64_t timeout_s = 300;  ///< a collective or rendezvous taking longer is an error
   double bucket_mb = 25;    ///< gradient bucket size (fractions allowed: small models, tests)
+  /// Context-parallel strategies to prefer, comma-separated; each layer takes the first its mixer
+  /// implements, else its mixer's default (`auto`: every mixer's default).
+  std::string cp_strategy = "auto";
   template <class V> void visit(V& v) {
     v("dp", dp, "data-parallel degree (0 = world size / cp)", Bounds{0, 1e6});
     v("cp", cp, "context-parallel degree: ranks that split one sequence", Bounds{1, 1e6});
@@ -154,6 +157,9 @@ struct ParallelConfig {
     v("backend", backend, "collective backend", OneOf{{"auto", "gloo", "nccl"}});
     v("timeout_s", timeout_s, "seconds before a stuck collective or rendezvous fails", Bounds{1, 86400});
     v("bucket_mb", bucket_mb, "data parallel: MB of gradients per all-reduce", Bounds{0.001, 4096});
+    v("cp_strategy", cp_strategy,
+      "context parallel: preferred strategies, comma-separated (auto = each mixer's default; "
+      "docs/parallelism.md)");
   }
 };
 
@@ -185,6 +191,9 @@ RunConfig load_run_config(const std::string& recipe, const std::vector<std::stri
 
 /// Mixer `type` (registered) with every option at its default.
 MixerSpec default_mixer_spec(const std::string& type);
+/// Mixer `type` with the options of the YAML mapping `options` (e.g. "{window: 5}"), the rest at
+/// their defaults; throws ConfigError for a bad option.
+MixerSpec mixer_spec(const std::string& type, const std::string& options);
 RunConfig parse_run_config(const YamlSource& src);
 
 }  // namespace attnlab

@@ -224,6 +224,16 @@ void Communicator::recv(at::Tensor& t, int64_t src, int tag) {
   wait_for(groups_->backend->recv(ts, static_cast<int>(src), tag), "recv", rank_, backend_);
 }
 
+void Communicator::exchange(at::Tensor& out, int64_t dst, at::Tensor& in, int64_t src, int tag) {
+  if (size_ == 1) throw std::invalid_argument("exchange: a one-process world has no peer");
+  c10::intrusive_ptr<c10d::Work> sent, received;
+  std::vector<at::Tensor> outs{out}, ins{in};
+  if (dst >= 0) stats_.add("send", nbytes(out)), sent = groups_->backend->send(outs, static_cast<int>(dst), tag);
+  if (src >= 0) stats_.add("recv", nbytes(in)), received = groups_->backend->recv(ins, static_cast<int>(src), tag);
+  if (sent) wait_for(sent, "send", rank_, backend_);
+  if (received) wait_for(received, "recv", rank_, backend_);
+}
+
 void Communicator::barrier() {
   stats_.add("barrier", 0);
   if (size_ == 1) return;

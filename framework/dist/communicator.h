@@ -86,6 +86,10 @@ class Communicator {
   void all_gather_into(at::Tensor& in, at::Tensor& out);
   void send(at::Tensor& t, int64_t dst, int tag = 0);
   void recv(at::Tensor& t, int64_t src, int tag = 0);
+  /// Sends `out` to rank `dst` and receives `in` from rank `src`, both posted before either is
+  /// waited on, so a chain of ranks shifting data along does not serialise. dst or src < 0: that
+  /// half is skipped (the ends of a chain).
+  void exchange(at::Tensor& out, int64_t dst, at::Tensor& in, int64_t src, int tag = 0);
   void barrier();
 
   /// A communicator over the ranks `ranks` of this one (in that order), for context-parallel and

@@ -1,6 +1,7 @@
 #include "framework/dist/sequence_collectives.h"
 
 #include <ATen/ops/empty.h>
+#include <ATen/ops/zeros_like.h>
 #include <torch/csrc/autograd/custom_function.h>
 
 namespace attnlab {
@@ -39,7 +40,40 @@ struct GatherSequence : torch::autograd::Function<GatherSequence> {
   }
 };
 
+// Moves `x` `distance` ranks up the chain (negative: down); the lowest ranks receive zeros.
+at::Tensor shift(const at::Tensor& x, Communicator& g, int64_t distance) {
+  at::Tensor out = x.contiguous(), in = at::zeros_like(out);
+  const int64_t dst = g.rank() + distance, src = g.rank() - distance;
+  const bool send = dst >= 0 && dst < g.size(), receive = src >= 0 && src < g.size();
+  g.exchange(out, send ? dst : -1, in, receive ? src : -1);
+  return in;
+}
+
+struct ShiftRanks : torch::autograd::Function<ShiftRanks> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, Communicator* g,
+                            int64_t distance) {
+    ctx->saved_data["group"] = reinterpret_cast<int64_t>(g);
+    ctx->saved_data["distance"] = distance;
+    return shift(x, *g, distance);
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    auto* g = reinterpret_cast<Communicator*>(ctx->saved_data["group"].toInt());
+    return {shift(grads[0], *g, -ctx->saved_data["distance"].toInt()), at::Tensor(), at::Tensor()};
+  }
+};
+
 }  // namespace
+
+at::Tensor shift_ranks(const at::Tensor& x, Communicator& group, int64_t distance) {
+  if (group.size() == 1 || distance == 0) return distance == 0 ? x : at::zeros_like(x);
+  return ShiftRanks::apply(x, &group, distance);
+}
+
+at::Tensor tie_to_graph(const at::Tensor& x, const at::Tensor& unused) {
+  if (!unused.defined() || !unused.requires_grad() || unused.numel() == 0) return x;
+  return x + unused.reshape({-1}).narrow(0, 0, 1).sum().to(x.scalar_type()) * 0.0;
+}
 
 at::Tensor gather_sequence(const at::Tensor& x, Communicator& group, int64_t dim) {
   if (dim < 0) dim += x.dim();

@@ -12,4 +12,14 @@ namespace attnlab {
 /// the sum over ranks of the gradient of its own slice (a reduce-scatter).
 at::Tensor gather_sequence(const at::Tensor& x, Communicator& group, int64_t dim);
 
+/// Rank r receives rank r − `distance`'s `x` (zeros where that rank does not exist) and sends its
+/// own to rank r + `distance`. Backward shifts the gradients the other way. The point-to-point
+/// step of a halo exchange and of the prefix scan over ranks.
+at::Tensor shift_ranks(const at::Tensor& x, Communicator& group, int64_t distance);
+
+/// `x`, with `unused` (the result of a collective above that this rank ended up not needing, e.g.
+/// rank 0's empty prefix) tied into its graph at zero cost. Every rank must run the backward of
+/// every collective it took part in, or the other ranks wait for it forever.
+at::Tensor tie_to_graph(const at::Tensor& x, const at::Tensor& unused);
+
 }  // namespace attnlab

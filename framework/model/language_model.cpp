@@ -18,6 +18,7 @@ const char* to_string(CpStrategy s) {
     case CpStrategy::none: return "none";
     case CpStrategy::allgather_kv: return "allgather_kv";
     case CpStrategy::state_gather: return "state_gather";
+    case CpStrategy::state_scan: return "state_scan";
     case CpStrategy::ring_lse: return "ring_lse";
     case CpStrategy::ring_sum: return "ring_sum";
     case CpStrategy::halo: return "halo";
@@ -25,6 +26,20 @@ const char* to_string(CpStrategy s) {
     case CpStrategy::ulysses: return "ulysses";
   }
   return "?";
+}
+
+std::optional<CpStrategy> cp_strategy_named(const std::string& name) {
+  for (int i = 0; i <= static_cast<int>(CpStrategy::ulysses); ++i)
+    if (name == to_string(static_cast<CpStrategy>(i))) return static_cast<CpStrategy>(i);
+  return std::nullopt;
+}
+
+CpStrategy choose_cp_strategy(const Mixer& mixer, const std::vector<CpStrategy>& preference) {
+  const std::vector<CpStrategy> offered = mixer.cp_strategies();
+  if (offered.empty()) return CpStrategy::none;
+  for (CpStrategy p : preference)
+    if (std::find(offered.begin(), offered.end(), p) != offered.end()) return p;
+  return offered.front();
 }
 
 BlockImpl::BlockImpl(const ModelConfig& cfg, const MixerSpec& spec, int64_t index)
@@ -40,15 +55,20 @@ BlockImpl::BlockImpl(const ModelConfig& cfg, const MixerSpec& spec, int64_t inde
 }
 
 at::Tensor BlockImpl::forward(const at::Tensor& x, const MixerContext& ctx) {
+  at::Tensor h;
   if (ctx.cp && ctx.cp->size() > 1) {
-    if (mixer->cp_strategy() == CpStrategy::none)
+    MixerContext mine = ctx;
+    mine.cp_strategy = choose_cp_strategy(*mixer, ctx.cp_preference);
+    if (mine.cp_strategy == CpStrategy::none)
       throw std::invalid_argument("mixer '" + mixer_type + "' declares no context-parallel strategy, so "
                                   "parallel.cp must be 1 for it (docs/parallelism.md lists each mixer's)");
     if (ctx.documents.defined() && !mixer->handles_documents())
       throw std::invalid_argument("mixer '" + mixer_type + "' cannot combine packed documents with context "
                                   "parallelism yet (data.pack: none, or parallel.cp: 1)");
+    h = x + mix_documents(*mixer, input_layernorm->forward(x), mine);
+  } else {
+    h = x + mix_documents(*mixer, input_layernorm->forward(x), ctx);
   }
-  at::Tensor h = x + mix_documents(*mixer, input_layernorm->forward(x), ctx);
   return h + mlp->forward(post_attention_layernorm->forward(h));
 }
 

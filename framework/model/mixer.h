@@ -16,10 +16,14 @@
 namespace attnlab {
 
 /// How a mixer splits work across context-parallel ranks (docs/parallelism.md, "Context
-/// parallelism"). allgather_kv: softmax-style attention gathers the keys and values of the whole
-/// sequence once. The others are planned.
-enum class CpStrategy { none, allgather_kv, state_gather, ring_lse, ring_sum, halo, serial_state, ulysses };
+/// parallelism"). allgather_kv: attention gathers the keys and values of the whole sequence once.
+/// state_gather: a recurrence publishes each shard's final state and decay in one all-gather;
+/// state_scan: the same combine as a log-depth prefix scan of point-to-point steps. The others
+/// are planned.
+enum class CpStrategy { none, allgather_kv, state_gather, state_scan, ring_lse, ring_sum, halo, serial_state, ulysses };
 const char* to_string(CpStrategy s);
+/// The strategy named `name` (as to_string writes it); nullopt for an unknown name.
+std::optional<CpStrategy> cp_strategy_named(const std::string& name);
 
 class Communicator;
 struct DocumentRows;
@@ -39,6 +43,12 @@ struct MixerContext {
   at::Tensor documents;
   /// The context-parallel group; null when not context-parallel.
   Communicator* cp = nullptr;
+  /// With `cp`: the strategy this call uses, one of the mixer's cp_strategies() (set by the
+  /// block from parallel.cp_strategy).
+  CpStrategy cp_strategy = CpStrategy::none;
+  /// parallel.cp_strategy: preferred strategies in order; a block takes the first its mixer
+  /// implements, else the mixer's default.
+  std::vector<CpStrategy> cp_preference;
   /// Set by the model: `documents` as rows, computed once per forward for every block.
   std::shared_ptr<const DocumentRows> document_rows;
 };
@@ -92,7 +102,9 @@ class Mixer : public torch::nn::Module {
   /// True if forward honours MixerContext::documents itself (masks, state resets); otherwise the
   /// model runs each packed document as a separate row.
   virtual bool handles_documents() const { return false; }
-  virtual CpStrategy cp_strategy() const { return CpStrategy::none; }
+  /// The context-parallel strategies forward implements, the default first; empty: cp > 1 is
+  /// refused for this mixer.
+  virtual std::vector<CpStrategy> cp_strategies() const { return {}; }
   /// Forward FLOPs per token for a sequence of length T beyond its parameter matmuls
   /// (e.g. attention scores), used for the MFU estimate.
   virtual double extra_flops_per_token(int64_t /*seq_len*/) const { return 0; }
@@ -100,6 +112,9 @@ class Mixer : public torch::nn::Module {
   /// need a specific init (identity feature maps, gate biases). Default: nothing.
   virtual void reset_special_parameters() {}
 };
+
+/// The first of `preference` that `mixer` implements, else its default; none if it has none.
+CpStrategy choose_cp_strategy(const Mixer& mixer, const std::vector<CpStrategy>& preference);
 
 struct MixerEntry {
   std::string description;

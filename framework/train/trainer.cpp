@@ -89,12 +89,8 @@ Trainer::Trainer(RunConfig cfg, World world, TrainerOptions opts)
     }
   }
   model_ = build_model(cfg_, device_);
-  if (mesh_.cp > 1)  // refused before any data moves, naming the block
-    for (size_t i = 0; i < model_->layers.size(); ++i)
-      if (model_->layers[i]->mixer->cp_strategy() == CpStrategy::none)
-        throw ConfigError({fmt::format("config: parallel.cp {}: layer {}'s mixer '{}' declares no context-parallel "
-                                       "strategy (docs/parallelism.md lists each mixer's); use parallel.cp: 1",
-                                       mesh_.cp, i, model_->layers[i]->mixer_type)});
+  if (mesh_.cp > 1) check_context_parallel(*model_, mesh_.cp);  // before any data moves
+  cp_preference_ = cp_preference(cfg_, *model_);
   optimizer_ = make_optimizer(named_parameters(model_), cfg_.optim, cfg_.parallel, comm_.get());
   // Rank 0 prepares the data (if needed) before the others open it.
   auto open_data = [&] {
@@ -260,6 +256,7 @@ MixerContext Trainer::context(const at::Tensor& inputs, bool training) const {
   if (cp_) {  // this rank's contiguous shard of the sequence
     const int64_t S = inputs.size(1), start = mesh_.cp_rank * S;
     ctx.cp = cp_.get();
+    ctx.cp_preference = cp_preference_;
     ctx.positions = at::arange(start, start + S, inputs.options().dtype(at::kLong)).unsqueeze(0).expand(inputs.sizes());
   }
   return ctx;
@@ -269,25 +266,6 @@ at::Tensor Trainer::my_shard(const at::Tensor& windows) const {
   if (mesh_.cp == 1) return windows;
   const int64_t S = cfg_.data.seq_len / mesh_.cp;  // tokens S·r .. S·(r+1), plus the next one's target
   return windows.narrow(1, mesh_.cp_rank * S, S + 1);
-}
-
-Mesh make_mesh(const RunConfig& cfg, const World& world) {
-  const ParallelConfig& p = cfg.parallel;
-  Mesh m;
-  m.cp = p.cp;
-  if (world.world_size % p.cp != 0)
-    throw ConfigError({fmt::format("config: parallel.cp {} does not divide the {} processes of the job", p.cp,
-                                   world.world_size)});
-  m.dp = p.dp == 0 ? world.world_size / p.cp : p.dp;
-  if (m.dp * m.cp != world.world_size)
-    throw ConfigError({fmt::format("config: parallel.dp {} x parallel.cp {} must equal the job's {} processes",
-                                   m.dp, m.cp, world.world_size)});
-  if (cfg.data.seq_len % m.cp != 0)
-    throw ConfigError({fmt::format("config: data.seq_len {} must be a multiple of parallel.cp {} (equal shards)",
-                                   cfg.data.seq_len, m.cp)});
-  m.dp_rank = world.rank / m.cp;
-  m.cp_rank = world.rank % m.cp;
-  return m;
 }
 
 double Trainer::evaluate() {
@@ -347,6 +325,9 @@ int Trainer::train() {
                                     world_.world_size, mesh_.dp, mesh_.cp, cfg_.parallel.zero,
                                     comm_->backend(), world_.launcher)
                       : ""));
+  if (mesh_.cp > 1)
+    say(fmt::format("context parallel: {} ranks per sequence of {} tokens; {}\n", mesh_.cp, cfg_.data.seq_len,
+                    describe_cp_plan(*model_, cp_preference_)));
   say(fmt::format("optimizer: AdamW state {:.2f} MB on this rank{}{}\n", optimizer_->state_bytes() / 1e6,
                   dp_ && cfg_.parallel.zero == 1 ? fmt::format(" (ZeRO-1: about 1/{} of the whole)", world_.world_size)
                                                  : "",

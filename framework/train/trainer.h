@@ -16,17 +16,10 @@
 #include "framework/train/adamw.h"
 #include "framework/train/optimizer.h"
 #include "framework/train/data_parallel.h"
+#include "framework/train/mesh.h"
 #include "framework/util/run_lock.h"
 
 namespace attnlab {
-
-/// The job's ranks as dp data-parallel replicas of cp context-parallel ranks each (docs/
-/// parallelism.md): rank = dp_rank * cp + cp_rank.
-struct Mesh {
-  int64_t dp = 1, cp = 1, dp_rank = 0, cp_rank = 0;
-};
-/// The mesh parallel.{dp,cp} ask for on `world`; throws ConfigError when it does not fit.
-Mesh make_mesh(const RunConfig& cfg, const World& world);
 
 struct TrainerOptions {
   bool resume = false;
@@ -90,6 +83,7 @@ class Trainer {
   Mesh mesh_;
   std::unique_ptr<Communicator> comm_;  ///< only when world_size > 1
   std::unique_ptr<Communicator> cp_;    ///< this rank's context-parallel group (cp > 1)
+  std::vector<CpStrategy> cp_preference_;
   std::unique_ptr<DataParallel> dp_;
   std::unique_ptr<Optimizer> optimizer_;
   std::unique_ptr<BatchSampler> train_data_, val_data_;

@@ -2,6 +2,8 @@
 
 #include <ATen/ops/zeros.h>
 
+#include "layers/common/sharded_linear.h"
+
 namespace attnlab::layers {
 
 kernels::LinearAttentionOptions make_kernel_options(double scale, int64_t chunk, int64_t sub_chunk) {
@@ -15,6 +17,8 @@ double linear_attention_flops_per_token(int64_t heads, int64_t dk, int64_t dv, i
   const double per_head = 2.0 * (2.0 * dk * dv) + 2.0 * (chunk / 2.0) * (dk + dv);
   return per_head * static_cast<double>(heads);
 }
+
+std::vector<CpStrategy> LinearStateMixer::cp_strategies() const { return linear_cp_strategies(); }
 
 at::Tensor LinearStateMixer::forward(const at::Tensor& x, const MixerContext& ctx) {
   return mix(x, {}, ctx).first;

@@ -15,13 +15,6 @@ namespace attnlab::layers {
 /// Kernel options with `scale` and the chunking; throws if sub_chunk does not divide chunk.
 kernels::LinearAttentionOptions make_kernel_options(double scale, int64_t chunk, int64_t sub_chunk);
 
-/// `base` with this call's kernel choice (auto | reference | recurrent | chunked | fused).
-inline kernels::LinearAttentionOptions with_kernel(kernels::LinearAttentionOptions base,
-                                                   const MixerContext& ctx) {
-  base.kernel = ctx.kernel;
-  return base;
-}
-
 /// [B, T, H, d] -> [B, H, T, d] with kv heads repeated to `heads` (GQA).
 inline at::Tensor to_heads(const at::Tensor& x, int64_t heads) {
   at::Tensor t = x.transpose(1, 2);
@@ -44,9 +37,8 @@ class LinearStateMixer : public Mixer {
   at::Tensor forward(const at::Tensor& x, const MixerContext& ctx) override;
   std::unique_ptr<MixerState> init_state(int64_t batch, int64_t max_len) override;
   at::Tensor step(const at::Tensor& x_t, MixerState& state) override;
-  // state_gather (LASP-2 with decay) is planned (docs/parallelism.md); until it is implemented
-  // the mixer declares nothing, so cp > 1 is refused rather than wrong.
-  CpStrategy cp_strategy() const override { return CpStrategy::none; }
+  /// mix() runs the kernel through linear_attention_in_context (layers/common/sharded_linear.h).
+  std::vector<CpStrategy> cp_strategies() const override;
 
  protected:
   /// x [B, T, D] from state s0 (undefined = zeros) -> {y [B, T, D], S_T [B, H, dk, dv]}.

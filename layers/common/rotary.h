@@ -8,7 +8,8 @@ namespace attnlab::layers {
 
 /// x [B, T, H, d] at positions offset..offset+T-1 -> rotated x, same shape and dtype.
 at::Tensor apply_rotary(const at::Tensor& x, int64_t offset, double base);
-/// The same at explicit positions [T] (int64; a context-parallel shard's absolute positions).
+/// The same at explicit positions [T] or [B, T] (int64; a context-parallel shard's, or positions
+/// within packed documents).
 at::Tensor apply_rotary_at(const at::Tensor& x, const at::Tensor& positions, double base);
 
 }  // namespace attnlab::layers

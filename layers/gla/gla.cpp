@@ -8,6 +8,7 @@
 #include <cmath>
 
 #include "framework/model/blocks.h"
+#include "layers/common/sharded_linear.h"
 
 namespace attnlab::layers {
 
@@ -39,7 +40,7 @@ std::pair<at::Tensor, at::Tensor> Gla::mix(const at::Tensor& x, const at::Tensor
   at::Tensor k = to_heads(k_proj->forward(x).view({B, T, kv_heads_, dk_}), H);
   at::Tensor v = to_heads(v_proj->forward(x).view({B, T, kv_heads_, dv_}), H);  // [B, H, T, dv]
   at::Tensor g = to_heads(log_decay(x).view({B, T, kv_heads_, dk_}), H);
-  auto r = kernels::linear_attention(q, k, v, g, s0, with_kernel(kernel_, ctx));
+  auto r = linear_attention_in_context(q, k, v, g, s0, kernel_, ctx);
   // Per-head RMSNorm (fp32 statistics), then the swish output gate.
   at::Tensor o = r.out.transpose(1, 2);                                           // [B, T, H, dv]
   at::Tensor normed = rms_normalize(o, o_.norm_eps) * norm_weight.to(x.scalar_type());

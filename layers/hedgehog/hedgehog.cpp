@@ -11,8 +11,12 @@
 
 #include <cmath>
 
+#include "framework/dist/communicator.h"
+#include "framework/dist/sequence_collectives.h"
 #include "layers/common/linear_mixer.h"
+#include "layers/common/positions.h"
 #include "layers/common/rotary.h"
+#include "layers/common/sharded_linear.h"
 #include "layers/hedgehog/hybrid_attention.h"
 
 namespace attnlab::layers {
@@ -55,24 +59,55 @@ void Hedgehog::reset_special_parameters() {
     window_logit.fill_(std::log(o_.window_factor_init / (1.0 - o_.window_factor_init)));
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> Hedgehog::project(const at::Tensor& x, int64_t offset) {
+std::tuple<at::Tensor, at::Tensor, at::Tensor> Hedgehog::project(const at::Tensor& x, const at::Tensor& positions) {
   const int64_t B = x.size(0), T = x.size(1), H = o_.heads;
   at::Tensor q = q_proj->forward(x).view({B, T, H, head_dim_});
   at::Tensor k = k_proj->forward(x).view({B, T, kv_heads_, head_dim_});
   at::Tensor v = v_proj->forward(x).view({B, T, kv_heads_, head_dim_});
-  if (o_.rope) q = apply_rotary(q, offset, o_.rope_base), k = apply_rotary(k, offset, o_.rope_base);
+  if (o_.rope) q = apply_rotary_at(q, positions, o_.rope_base), k = apply_rotary_at(k, positions, o_.rope_base);
   return {q.transpose(1, 2), to_heads(k, H), to_heads(v, H)};
+}
+
+std::vector<CpStrategy> Hedgehog::cp_strategies() const { return linear_cp_strategies(); }
+
+std::pair<WindowHalo, at::Tensor> Hedgehog::halo(const at::Tensor& k, const at::Tensor& v,
+                                                  const MixerContext& ctx) {
+  if (!ctx.cp || ctx.cp->size() == 1) return {};
+  Communicator& cp = *ctx.cp;
+  const int64_t S = k.size(2), w = o_.window, d = k.size(3), tail = std::min(w, S), r = cp.rank();
+  at::Tensor mine = at::cat({k.narrow(2, S - tail, tail), v.narrow(2, S - tail, tail)}, -1);  // one message
+  at::Tensor exchanged, before;
+  if (w <= S) {  // the previous rank's last w tokens
+    exchanged = shift_ranks(mine, cp, 1);
+    if (r > 0) before = exchanged;
+  } else {       // a window longer than a shard spans several ranks: every earlier shard, whole
+    exchanged = gather_sequence(mine, cp, 2);
+    const int64_t n = std::min(w, r * S);
+    if (n > 0) before = exchanged.narrow(2, r * S - n, n);
+  }
+  if (!before.defined()) return {WindowHalo{}, exchanged};
+  at::Tensor hk = before.narrow(-1, 0, d), hv = before.narrow(-1, d, d);
+  return {WindowHalo{hk, hv, k_map->forward(hk)}, exchanged};
 }
 
 at::Tensor Hedgehog::forward(const at::Tensor& x, const MixerContext& ctx) {
   const int64_t B = x.size(0), T = x.size(1);
-  auto [q, k, v] = project(x, 0);
+  auto [q, k, v] = project(x, call_positions(ctx, B, T, x.device(), "hedgehog"));
   at::Tensor phi_q = q_map->forward(q), phi_k = k_map->forward(k);  // [B, H, T, 2f]
-  const auto kopts = with_kernel(kernel_, ctx);
-  at::Tensor y = o_.window > 0
-                     ? sliding_window_hybrid_attention(q, k, v, phi_q, phi_k, at::sigmoid(window_logit),
-                                                       o_.window, kopts)
-                     : normalized_linear_attention(phi_q, phi_k, v, o_.eps, kopts);
+  kernels::LinearAttentionOptions kopts = kernel_;
+  kopts.scale = 1.0;
+  LinearRunner linear = [&](const at::Tensor& fq, const at::Tensor& fk, const at::Tensor& vv) {
+    return linear_attention_in_context(fq, fk, vv, {}, {}, kopts, ctx).out;
+  };
+  at::Tensor y;
+  if (o_.window > 0) {
+    auto [window_halo, exchanged] = halo(k, v, ctx);
+    y = sliding_window_hybrid_attention(q, k, v, phi_q, phi_k, at::sigmoid(window_logit), o_.window, linear,
+                                        window_halo);
+    y = tie_to_graph(y, exchanged);  // rank 0 uses none of it
+  } else {
+    y = normalized_linear_attention(phi_q, phi_k, v, o_.eps, linear);
+  }
   return o_proj->forward(y.transpose(1, 2).reshape({B, T, o_.heads * head_dim_}));
 }
 
@@ -88,7 +123,7 @@ std::unique_ptr<MixerState> Hedgehog::init_state(int64_t batch, int64_t /*max_le
 at::Tensor Hedgehog::step(const at::Tensor& x_t, MixerState& state) {
   auto& st = static_cast<HedgehogState&>(state);
   const int64_t B = x_t.size(0);
-  auto [q, k, v] = project(x_t.unsqueeze(1), st.position);  // [B, H, 1, d]
+  auto [q, k, v] = project(x_t.unsqueeze(1), at::full({1}, st.position, x_t.options().dtype(at::kLong)));  // [B, H, 1, d]
   const auto acc = st.S.scalar_type();
   auto with_one = [&](const at::Tensor& t) {
     return at::cat({t.to(acc), at::ones({B, o_.heads, t.size(2), 1}, st.S.options())}, -1);

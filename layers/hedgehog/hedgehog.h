@@ -9,6 +9,7 @@
 #include "framework/model/mixer.h"
 #include "kernels/linear/api.h"
 #include "layers/hedgehog/feature_map.h"
+#include "layers/hedgehog/hybrid_attention.h"
 
 namespace attnlab::layers {
 
@@ -50,9 +51,8 @@ class Hedgehog : public Mixer {
   at::Tensor forward(const at::Tensor& x, const MixerContext& ctx) override;
   std::unique_ptr<MixerState> init_state(int64_t batch, int64_t max_len) override;
   at::Tensor step(const at::Tensor& x_t, MixerState& state) override;
-  // state_gather (plus a halo for the window) is planned (docs/parallelism.md); until it is
-  // implemented the mixer declares nothing, so cp > 1 is refused rather than wrong.
-  CpStrategy cp_strategy() const override { return CpStrategy::none; }
+  /// The linear sums are sharded (state_gather / state_scan); the window takes a halo.
+  std::vector<CpStrategy> cp_strategies() const override;
   double extra_flops_per_token(int64_t seq_len) const override;
   void reset_special_parameters() override;
 
@@ -61,8 +61,11 @@ class Hedgehog : public Mixer {
   at::Tensor window_logit;  ///< [H] θ_h (hybrid only)
 
  private:
-  /// q [B, H, T, d], k, v [B, H, T, d] (kv heads repeated), positions from `offset`.
-  std::tuple<at::Tensor, at::Tensor, at::Tensor> project(const at::Tensor& x, int64_t offset);
+  /// q [B, H, T, d], k, v [B, H, T, d] (kv heads repeated), RoPE at `positions` ([T] or [B, T]).
+  std::tuple<at::Tensor, at::Tensor, at::Tensor> project(const at::Tensor& x, const at::Tensor& positions);
+  /// The window's halo under context parallelism: the `window` tokens before this shard, and
+  /// the exchanged tensor (to tie into the graph where the halo is empty).
+  std::pair<WindowHalo, at::Tensor> halo(const at::Tensor& k, const at::Tensor& v, const MixerContext& ctx);
   HedgehogOptions o_;
   int64_t kv_heads_, head_dim_, feature_dim_;
   kernels::LinearAttentionOptions kernel_;  ///< scale 1 (the normaliser cancels it) and chunking

@@ -15,58 +15,74 @@ namespace attnlab::layers {
 namespace {
 constexpr double kNegInf = -std::numeric_limits<double>::infinity();
 
-/// Linear-part numerator [B, H, T, dv] and denominator [B, H, T, 1], keys delayed by `delay`.
+/// Linear-part numerator [B, H, T, dv] and denominator [B, H, T, 1]. The keys and values are
+/// those of the call's T tokens preceded by `lead` zero (absent) tokens; query t reads the
+/// stream up to position t, so `lead` = w delays every key by w tokens.
 std::pair<at::Tensor, at::Tensor> linear_sums(const at::Tensor& phi_q, const at::Tensor& phi_k,
-                                              const at::Tensor& v, int64_t delay,
-                                              kernels::LinearAttentionOptions opts) {
+                                              const at::Tensor& v, int64_t lead, const LinearRunner& linear) {
   const auto acc = kernels::linear_state_dtype(v.scalar_type());
-  const int64_t T = v.size(2), dv = v.size(3);
-  at::Tensor ones = at::ones({v.size(0), v.size(1), T, 1}, v.options().dtype(acc));
-  at::Tensor v1 = at::cat({v.to(acc), ones}, -1);  // [B, H, T, dv + 1]: the ones column gives z
+  const int64_t T = phi_q.size(2), dv = v.size(3);
+  at::Tensor ones = at::ones({v.size(0), v.size(1), v.size(2), 1}, v.options().dtype(acc));
+  at::Tensor v1 = at::cat({v.to(acc), ones}, -1);  // [B, H, n, dv + 1]: the ones column gives z
   at::Tensor keys = phi_k.to(acc);
-  if (delay > 0) {  // key j is first seen by query j + delay
-    keys = at::constant_pad_nd(keys, {0, 0, delay, 0}).narrow(2, 0, T);
-    v1 = at::constant_pad_nd(v1, {0, 0, delay, 0}).narrow(2, 0, T);
+  if (lead > 0 || keys.size(2) != T) {
+    keys = at::constant_pad_nd(keys, {0, 0, lead, 0}).narrow(2, 0, T);
+    v1 = at::constant_pad_nd(v1, {0, 0, lead, 0}).narrow(2, 0, T);
   }
-  opts.scale = 1.0;
-  at::Tensor out = kernels::linear_attention(phi_q.to(acc), keys, v1, {}, {}, opts).out;
+  at::Tensor out = linear(phi_q.to(acc), keys, v1);
   return {out.narrow(-1, 0, dv), out.narrow(-1, dv, 1)};
+}
+
+/// `halo` then `x` along T ([B, H, n + T, ·]).
+at::Tensor with_halo(const at::Tensor& halo, const at::Tensor& x) {
+  return halo.defined() && halo.size(2) > 0 ? at::cat({halo.to(x.scalar_type()), x}, 2) : x;
 }
 }  // namespace
 
+LinearRunner kernel_runner(kernels::LinearAttentionOptions opts) {
+  opts.scale = 1.0;
+  return [opts](const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
+    return kernels::linear_attention(q, k, v, {}, {}, opts).out;
+  };
+}
+
 at::Tensor normalized_linear_attention(const at::Tensor& phi_q, const at::Tensor& phi_k,
-                                       const at::Tensor& v, double eps,
-                                       const kernels::LinearAttentionOptions& opts) {
-  auto [num, den] = linear_sums(phi_q, phi_k, v, 0, opts);
+                                       const at::Tensor& v, double eps, const LinearRunner& linear) {
+  auto [num, den] = linear_sums(phi_q, phi_k, v, 0, linear);
   return (num / (den + eps)).to(v.scalar_type());
 }
 
-at::Tensor sliding_window_hybrid_attention(const at::Tensor& q, const at::Tensor& k,
-                                           const at::Tensor& v, const at::Tensor& phi_q,
-                                           const at::Tensor& phi_k, const at::Tensor& gamma,
-                                           int64_t w, const kernels::LinearAttentionOptions& opts) {
+at::Tensor sliding_window_hybrid_attention(const at::Tensor& q, const at::Tensor& k_in,
+                                           const at::Tensor& v_in, const at::Tensor& phi_q,
+                                           const at::Tensor& phi_k_in, const at::Tensor& gamma,
+                                           int64_t w, const LinearRunner& linear, const WindowHalo& halo) {
   TORCH_CHECK(w >= 1, "hybrid attention: window must be >= 1, got ", w);
-  const auto acc = kernels::linear_state_dtype(v.scalar_type());
-  const int64_t B = q.size(0), H = q.size(1), T = q.size(2), d = q.size(3), dv = v.size(3);
+  const auto acc = kernels::linear_state_dtype(v_in.scalar_type());
+  const int64_t B = q.size(0), H = q.size(1), T = q.size(2), d = q.size(3), dv = v_in.size(3);
+  // Keys and values from the n halo tokens on: extended index j is the call's token j − n.
+  at::Tensor k = with_halo(halo.k, k_in), v = with_halo(halo.v, v_in), phi_k = with_halo(halo.phi_k, phi_k_in);
+  const int64_t n = k.size(2) - T;
+  TORCH_CHECK(n >= 0 && n <= w, "hybrid attention: a halo of ", n, " tokens for window ", w);
   const int64_t NB = (T + w - 1) / w, back = NB * w - T;
-  auto [lin_num, lin_den] = linear_sums(phi_q, phi_k, v, w, opts);
-  // Window part, blocked: query block b (rows b·w + a) sees padded keys b·w − w + e, e < 2w.
+  auto [lin_num, lin_den] = linear_sums(phi_q, phi_k, v, w - n, linear);
+  // Window part, blocked: query block b (rows b·w + a) sees keys b·w − w + e, e < 2w, of the
+  // call's tokens (negative: the halo, or before the sequence when the halo is short).
   at::Tensor qb = at::constant_pad_nd(q.to(acc), {0, 0, 0, back}).view({B, H, NB, w, d});
-  auto key_windows = [&](const at::Tensor& x) {  // [B, H, T, n] -> [B, H, NB, n, 2w]
-    return at::constant_pad_nd(x.to(acc), {0, 0, w, back}).unfold(2, 2 * w, w);
+  auto key_windows = [&](const at::Tensor& x) {  // [B, H, n + T, c] -> [B, H, NB, c, 2w]
+    return at::constant_pad_nd(x.to(acc), {0, 0, w - n, back}).unfold(2, 2 * w, w);
   };
   at::Tensor s = at::matmul(qb, key_windows(k)) / std::sqrt(static_cast<double>(d));  // [B,H,NB,w,2w]
   auto idx = v.options().dtype(at::kLong);
   at::Tensor a = at::arange(w, idx).view({1, w, 1}), e = at::arange(2 * w, idx).view({1, 1, 2 * w});
   at::Tensor b = at::arange(NB, idx).view({NB, 1, 1});
-  at::Tensor valid = (e > a).logical_and(e <= a + w).logical_and(b * w - w + e >= 0);  // [NB,w,2w]
+  at::Tensor valid = (e > a).logical_and(e <= a + w).logical_and(b * w - w + e >= -n);  // [NB,w,2w]
   s = s.masked_fill(valid.logical_not(), kNegInf);
   at::Tensor p = at::exp(s - at::amax(s, {-1}, true));  // masked entries give exp(−inf) = 0
   at::Tensor win_num = at::matmul(p, key_windows(v).transpose(-1, -2)).reshape({B, H, NB * w, dv});
   at::Tensor win_den = p.sum(-1, true).reshape({B, H, NB * w, 1});
   at::Tensor g = gamma.to(acc).view({1, H, 1, 1});
   at::Tensor y = (g * win_num.narrow(2, 0, T) + lin_num) / (g * win_den.narrow(2, 0, T) + lin_den);
-  return y.to(v.scalar_type());
+  return y.to(v_in.scalar_type());
 }
 
 at::Tensor sliding_window_hybrid_reference(const at::Tensor& q, const at::Tensor& k,

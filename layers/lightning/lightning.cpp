@@ -4,6 +4,7 @@
 #include <ATen/ops/tensor.h>
 
 #include "framework/model/blocks.h"
+#include "layers/common/sharded_linear.h"
 #include "layers/lightning/decay_schedule.h"
 
 namespace attnlab::layers {
@@ -28,7 +29,7 @@ std::pair<at::Tensor, at::Tensor> Lightning::mix(const at::Tensor& x, const at::
   auto parts = qkvu_proj->forward(x).chunk(4, -1);  // 4 × [B, T, D]
   auto heads = [&](const at::Tensor& t) { return t.view({B, T, H, head_dim_}).transpose(1, 2); };
   at::Tensor q = heads(at::silu(parts[0])), k = heads(at::silu(parts[1])), v = heads(parts[2]);
-  auto r = kernels::linear_attention(q, k, v, log_decay, s0, with_kernel(kernel_, ctx));
+  auto r = linear_attention_in_context(q, k, v, log_decay, s0, kernel_, ctx);
   // SRMSNorm over the whole concatenated width (not per head), statistics in fp32.
   at::Tensor normed = rms_normalize(r.out.transpose(1, 2).reshape({B, T, dim_}), o_.norm_eps);
   return {o_proj->forward(normed * parts[3]), r.final_state};

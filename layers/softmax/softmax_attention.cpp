@@ -10,22 +10,11 @@
 
 #include "framework/dist/sequence_collectives.h"
 #include "kernels/attention/reference.h"
+#include "layers/common/positions.h"
 #include "layers/common/rotary.h"
 
 namespace attnlab::layers {
 namespace {
-
-// The positions [T] of this call's queries: MixerContext::positions (one row for the whole
-// batch), else 0..T-1, shifted to the shard under context parallelism without positions.
-at::Tensor query_positions(const MixerContext& ctx, int64_t B, int64_t T, c10::Device device) {
-  if (ctx.positions.defined()) {
-    TORCH_CHECK(ctx.positions.dim() == 2 && ctx.positions.size(0) == B && ctx.positions.size(1) == T,
-                "softmax: positions must be [B, T] = [", B, ", ", T, "], got ", ctx.positions.sizes());
-    return ctx.positions[0].to(device, at::kLong);
-  }
-  const int64_t start = ctx.cp ? ctx.cp->rank() * T : 0;  // contiguous equal shards
-  return at::arange(start, start + T, at::TensorOptions().dtype(at::kLong).device(device));
-}
 
 struct KVCache : MixerState {
   at::Tensor k, v;  // [B, Hkv, max_len, d]
@@ -61,7 +50,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> SoftmaxAttention::project(const a
 at::Tensor SoftmaxAttention::forward(const at::Tensor& x, const MixerContext& ctx) {
   const int64_t B = x.size(0), T = x.size(1);
   const bool explicit_positions = ctx.positions.defined() || (ctx.cp && ctx.cp->size() > 1);
-  const at::Tensor pos = query_positions(ctx, B, T, x.device());  // [T]
+  const at::Tensor pos = call_positions(ctx, B, T, x.device(), "softmax");  // [T] or [B, T]
   auto [q, k, v] = project(x, pos);
   q = q.transpose(1, 2), k = k.transpose(1, 2), v = v.transpose(1, 2);  // [B, H*, T, d]
   const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim_));
@@ -72,11 +61,10 @@ at::Tensor SoftmaxAttention::forward(const at::Tensor& x, const MixerContext& ct
     at::Tensor key_pos = pos;
     if (ctx.cp && ctx.cp->size() > 1) {
       k = gather_sequence(k, *ctx.cp, 2), v = gather_sequence(v, *ctx.cp, 2);
-      key_pos = at::empty({pos.numel() * ctx.cp->size()}, pos.options());
-      at::Tensor mine = pos.contiguous();
-      ctx.cp->all_gather_into(mine, key_pos);
+      key_pos = gather_sequence(pos, *ctx.cp, pos.dim() - 1);  // int64: no gradient
     }
-    at::Tensor visible = key_pos.unsqueeze(0).le(pos.unsqueeze(1));  // [T, T_all]
+    at::Tensor visible = key_pos.unsqueeze(-2).le(pos.unsqueeze(-1));  // [(B,) T, T_all]
+    if (visible.dim() == 3) visible = visible.unsqueeze(1);           // per row: [B, 1, T, T_all]
     o = at::scaled_dot_product_attention(q, k, v, visible, /*dropout_p=*/0.0, /*is_causal=*/false, scale,
                                          /*enable_gqa=*/kv_heads_ != heads_);
   } else if (ctx.kernel == "reference") {

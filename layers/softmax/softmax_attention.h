@@ -29,7 +29,7 @@ class SoftmaxAttention : public Mixer {
   at::Tensor forward(const at::Tensor& x, const MixerContext& ctx) override;
   std::unique_ptr<MixerState> init_state(int64_t batch, int64_t max_len) override;
   at::Tensor step(const at::Tensor& x_t, MixerState& state) override;
-  CpStrategy cp_strategy() const override { return CpStrategy::allgather_kv; }
+  std::vector<CpStrategy> cp_strategies() const override { return {CpStrategy::allgather_kv}; }
   double extra_flops_per_token(int64_t seq_len) const override;
 
   torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};

@@ -1,8 +1,8 @@
 // The context-parallel contract for every registered mixer that declares a strategy, between
 // real processes over Gloo: 2 and 4 ranks each hold one shard of an fp64 sequence; outputs,
 // input gradients and parameter gradients equal the whole sequence on one process (cp_worker.cpp).
-// Then the trainer on a dp 2 x cp 2 mesh of 4 processes against one process, and the refusal of
-// cp > 1 for a mixer without a strategy.
+// Then the trainer on a dp 2 x cp 2 mesh of 4 processes against one process, with a hybrid of
+// both kinds of strategy (the refusals are unit tests: tests/framework/mesh_test.cpp).
 #include <gtest/gtest.h>
 
 #include "tests/common/test_util.h"
@@ -28,7 +28,8 @@ TEST(ContextParallel, EveryDeclaredStrategyIsExactOnFourRanks) { run_cp(4); }
 
 TEST(ContextParallel, ADp2Cp2MeshTrainsLikeOneProcess) {
   Job j;
-  const std::vector<std::string> common = {"train.steps=10", "train.dtype=fp64", "model.mixer.type=softmax"};
+  const std::vector<std::string> common = {"train.steps=10", "train.dtype=fp64",
+                                           "model.pattern=[{type: gla}, {type: softmax}]"};
   auto with = [&](std::vector<std::string> extra) {
     auto v = common;
     v.insert(v.end(), extra.begin(), extra.end());
@@ -36,17 +37,12 @@ TEST(ContextParallel, ADp2Cp2MeshTrainsLikeOneProcess) {
   };
   std::string log;
   ASSERT_EQ(j.run(0, "one", with({"train.batch_size=4"}), &log), 0) << log;
-  ASSERT_EQ(j.run(4, "mesh", with({"train.batch_size=2", "parallel.cp=2"}), &log), 0) << log;
+  ASSERT_EQ(j.run(4, "mesh", with({"train.batch_size=2", "parallel.cp=2", "parallel.cp_strategy=state_scan"}), &log),
+            0) << log;
   EXPECT_NE(log.find("data parallel: 4 ranks (dp 2, cp 2, zero 0)"), std::string::npos) << log;
+  EXPECT_NE(log.find("layers: gla state_scan, softmax allgather_kv"), std::string::npos) << log;
   expect_same_curve(j.values("one", "train/loss"), j.values("mesh", "train/loss"), 1e-10, "dp 2 x cp 2 train/loss");
   expect_same_curve(j.values("one", "val/loss"), j.values("mesh", "val/loss"), 1e-10, "dp 2 x cp 2 val/loss");
-}
-
-TEST(ContextParallel, AMixerWithoutAStrategyIsRefusedByName) {
-  Job j;
-  std::string log;
-  EXPECT_NE(j.run(2, "refused", {"train.steps=2", "model.mixer.type=gla", "parallel.cp=2"}, &log), 0) << log;
-  EXPECT_NE(log.find("layer 0's mixer 'gla' declares no context-parallel strategy"), std::string::npos) << log;
 }
 
 }  // namespace

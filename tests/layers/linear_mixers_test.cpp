@@ -165,9 +165,9 @@ TEST(Hedgehog, NormaliserCancelsQuerySideScalesButNotKeySide) {
   at::Tensor v = at::randn({1, 2, 30, 4}, at::kDouble);
   at::Tensor c = at::rand({1, 2, 30, 1}, at::kDouble) * 5 + 0.1;  // a positive factor per token
   kernels::LinearAttentionOptions o;
-  at::Tensor y = normalized_linear_attention(pq, pk, v, 0, o);
-  expect_close("phi(q) scaled per token", y, normalized_linear_attention(pq * c, pk, v, 0, o), 1e-12);
-  EXPECT_GT(testing::rel_rms(y, normalized_linear_attention(pq, pk * c, v, 0, o)), 1e-3)
+  at::Tensor y = normalized_linear_attention(pq, pk, v, 0, kernel_runner(o));
+  expect_close("phi(q) scaled per token", y, normalized_linear_attention(pq * c, pk, v, 0, kernel_runner(o)), 1e-12);
+  EXPECT_GT(testing::rel_rms(y, normalized_linear_attention(pq, pk * c, v, 0, kernel_runner(o))), 1e-3)
       << "scaling phi(k) per token re-weights keys: a different model";
 }
 
@@ -183,7 +183,7 @@ TEST(Hedgehog, BlockedHybridEqualsMaskedDefinition) {
       o.chunk_size = 8, o.sub_chunk = 4;
       expect_close("hybrid T=" + std::to_string(T) + " w=" + std::to_string(w),
                    sliding_window_hybrid_reference(q, k, v, pq, pk, gamma, w),
-                   sliding_window_hybrid_attention(q, k, v, pq, pk, gamma, w, o), 1e-12);
+                   sliding_window_hybrid_attention(q, k, v, pq, pk, gamma, w, kernel_runner(o)), 1e-12);
     }
   }
 }
@@ -196,7 +196,7 @@ TEST(Hedgehog, WindowCoveringTheSequenceIsSoftmaxAttention) {
   at::Tensor softmax = kernels::causal_attention_reference(q, k, v, 0.5);
   for (double g : {0.01, 0.5, 0.99}) {
     at::Tensor gamma = at::full({2}, g, at::kDouble);
-    expect_close("w >= T", softmax, sliding_window_hybrid_attention(q, k, v, pq, pk, gamma, 20, {}), 1e-12);
+    expect_close("w >= T", softmax, sliding_window_hybrid_attention(q, k, v, pq, pk, gamma, 20, kernel_runner({})), 1e-12);
   }
 }
 

@@ -1,0 +1,19 @@
+#include "layers/common/positions.h"
+
+#include <ATen/ops/arange.h>
+
+#include "framework/dist/communicator.h"
+
+namespace attnlab::layers {
+
+at::Tensor call_positions(const MixerContext& ctx, int64_t B, int64_t T, c10::Device device, const char* who) {
+  if (ctx.positions.defined()) {
+    TORCH_CHECK(ctx.positions.dim() == 2 && ctx.positions.size(0) == B && ctx.positions.size(1) == T, who,
+                ": positions must be [B, T] = [", B, ", ", T, "], got ", ctx.positions.sizes());
+    return ctx.positions.to(device, at::kLong);
+  }
+  const int64_t start = ctx.cp ? ctx.cp->rank() * T : 0;  // contiguous equal shards
+  return at::arange(start, start + T, at::TensorOptions().dtype(at::kLong).device(device));
+}
+
+}  // namespace attnlab::layers
