@@ -1,6 +1,11 @@
 #include "framework/model/documents.h"
 
+#include <ATen/ops/arange.h>
 #include <ATen/ops/cat.h>
+#include <ATen/ops/cummax.h>
+#include <ATen/ops/ones_like.h>
+#include <ATen/ops/where.h>
+#include <ATen/ops/zeros_like.h>
 #include <ATen/ops/cumsum.h>
 #include <ATen/ops/full.h>
 #include <ATen/ops/zeros.h>
@@ -75,8 +80,23 @@ at::Tensor from_rows(const at::Tensor& y, const DocumentRows& r) {
   return y.reshape(flat).index_select(0, r.scatter).view(out);
 }
 
+at::Tensor positions_in_documents(const at::Tensor& documents) {
+  if (documents.dim() != 2) throw std::invalid_argument("positions_in_documents: documents must be [B, T]");
+  const int64_t T = documents.size(1);
+  at::Tensor index = at::arange(T, documents.options().dtype(at::kLong)).expand(documents.sizes());
+  // A document's first token is where the id changes (and t = 0); its index is the start.
+  at::Tensor starts = at::ones_like(documents, at::kBool);
+  if (T > 1) starts.narrow(1, 1, T - 1).copy_(documents.narrow(1, 1, T - 1).ne(documents.narrow(1, 0, T - 1)));
+  at::Tensor start_index = std::get<0>(at::cummax(at::where(starts, index, at::zeros_like(index)), 1));
+  return index - start_index;
+}
+
 at::Tensor mix_documents(Mixer& mixer, const at::Tensor& x, const MixerContext& ctx) {
   if (!ctx.documents.defined() || mixer.handles_documents()) return mixer.forward(x, ctx);
+  return mix_as_document_rows(mixer, x, ctx);
+}
+
+at::Tensor mix_as_document_rows(Mixer& mixer, const at::Tensor& x, const MixerContext& ctx) {
   const DocumentRows computed = ctx.document_rows ? DocumentRows{} : document_rows(ctx.documents);
   const DocumentRows& rows = ctx.document_rows ? *ctx.document_rows : computed;
   MixerContext inner = ctx;  // each row is one document, starting at position 0

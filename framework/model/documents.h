@@ -32,8 +32,16 @@ DocumentRows document_rows(const at::Tensor& documents);
 at::Tensor to_rows(const at::Tensor& x, const DocumentRows& r);
 at::Tensor from_rows(const at::Tensor& y, const DocumentRows& r);
 
+/// The position of each token within its document [B, T] (0 at every document's first token).
+at::Tensor positions_in_documents(const at::Tensor& documents);
+
 /// The mixer on packed input: forward as-is when there are no documents or the mixer handles
-/// them, otherwise document by document as rows (ctx.document_rows if set, else computed).
+/// them, otherwise mix_as_document_rows.
 at::Tensor mix_documents(Mixer& mixer, const at::Tensor& x, const MixerContext& ctx);
+
+/// Every document as a row of its own through mixer.forward (without documents or positions;
+/// ctx.document_rows if set, else computed). A mixer that handles documents under context
+/// parallelism may still take this path when the sequence is whole.
+at::Tensor mix_as_document_rows(Mixer& mixer, const at::Tensor& x, const MixerContext& ctx);
 
 }  // namespace attnlab

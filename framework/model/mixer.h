@@ -33,13 +33,15 @@ struct MixerContext {
   bool training = false;
   /// Implementation choice: auto | reference | chunked | fused (each mixer lists what it has).
   std::string kernel = "auto";
-  /// [B, T] int64 absolute position of each token, for context-parallel shards; undefined means
-  /// 0..T-1 in every row. Nothing sets it yet and no mixer reads it: context parallelism will.
+  /// [B, T] int64 position of each token: absolute in the sequence, or within its document when
+  /// documents are packed (RoPE restarts per document, as if each ran alone); undefined means
+  /// 0..T-1 in every row (shifted to the shard under context parallelism).
   at::Tensor positions;
-  /// [B, T] int64 packed documents: the document index of each token, non-decreasing along T;
-  /// undefined means one document per row. No information may cross from one document to the
-  /// next. A mixer that does not handle this itself (handles_documents() false) never sees it:
-  /// mix_documents (framework/model/documents.h) runs each document as its own row.
+  /// [B, T] int64 packed documents: the document index of each token, non-decreasing along T
+  /// and the same across context-parallel shards of one sequence; undefined means one document
+  /// per row. No information may cross from one document to the next. A mixer that does not
+  /// handle this itself (handles_documents() false) never sees it: mix_documents
+  /// (framework/model/documents.h) runs each document as its own row.
   at::Tensor documents;
   /// The context-parallel group; null when not context-parallel.
   Communicator* cp = nullptr;
@@ -100,7 +102,8 @@ class Mixer : public torch::nn::Module {
   /// Auxiliary losses of the last forward, by name (none by default).
   virtual std::vector<AuxLoss> aux_losses() { return {}; }
   /// True if forward honours MixerContext::documents itself (masks, state resets); otherwise the
-  /// model runs each packed document as a separate row.
+  /// model runs each packed document as a separate row. Required for packed documents under
+  /// context parallelism, where no rank holds a whole document.
   virtual bool handles_documents() const { return false; }
   /// The context-parallel strategies forward implements, the default first; empty: cp > 1 is
   /// refused for this mixer.

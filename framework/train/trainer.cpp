@@ -173,12 +173,10 @@ StepResult Trainer::step() {
   std::vector<std::string> aux_names;
   std::vector<at::Tensor> aux_values;    // per name, summed over micro-batches
   for (int64_t m = 0; m < accum; ++m) {
-    at::Tensor batch = my_shard(train_data_->next(cfg_.train.batch_size).to(device_));  // [B, T/cp + 1]
-    at::Tensor inputs = batch.narrow(1, 0, batch.size(1) - 1);
-    at::Tensor targets = batch.narrow(1, 1, batch.size(1) - 1);
-    at::Tensor logits = model_->forward(inputs, context(inputs, /*training=*/true));  // [B, T, V]
+    const Shard batch = my_shard(train_data_->next(cfg_.train.batch_size).to(device_), /*training=*/true);
+    at::Tensor logits = model_->forward(batch.inputs, batch.ctx);  // [B, T/cp, V]
     at::Tensor loss = at::cross_entropy_loss(logits.reshape({-1, logits.size(-1)}),
-                                             targets.reshape({-1}));
+                                             batch.targets.reshape({-1}));
     at::Tensor total = loss;
     for (const AuxLoss& a : model_->aux_losses()) {
       total = total + a.weight * a.value;
@@ -248,24 +246,28 @@ StepResult Trainer::step() {
   return r;
 }
 
-MixerContext Trainer::context(const at::Tensor& inputs, bool training) const {
-  MixerContext ctx;
-  ctx.training = training;
-  ctx.kernel = cfg_.train.kernel;
-  if (eot_ >= 0) ctx.documents = documents_from_eot(inputs, eot_);
-  if (cp_) {  // this rank's contiguous shard of the sequence
-    const int64_t S = inputs.size(1), start = mesh_.cp_rank * S;
-    ctx.cp = cp_.get();
-    ctx.cp_preference = cp_preference_;
-    ctx.positions = at::arange(start, start + S, inputs.options().dtype(at::kLong)).unsqueeze(0).expand(inputs.sizes());
+Trainer::Shard Trainer::my_shard(const at::Tensor& windows, bool training) const {
+  const int64_t T = windows.size(1) - 1;
+  Shard out;
+  out.ctx.training = training;
+  out.ctx.kernel = cfg_.train.kernel;
+  at::Tensor inputs = windows.narrow(1, 0, T), targets = windows.narrow(1, 1, T);
+  // Documents and positions come from the whole window, so that ids and in-document positions
+  // agree across the context-parallel shards of one sequence.
+  if (eot_ >= 0) {
+    out.ctx.documents = documents_from_eot(inputs, eot_);
+    out.ctx.positions = positions_in_documents(out.ctx.documents);
+  } else if (cp_) {
+    out.ctx.positions = at::arange(T, inputs.options().dtype(at::kLong)).unsqueeze(0).expand(inputs.sizes());
   }
-  return ctx;
-}
-
-at::Tensor Trainer::my_shard(const at::Tensor& windows) const {
-  if (mesh_.cp == 1) return windows;
-  const int64_t S = cfg_.data.seq_len / mesh_.cp;  // tokens S·r .. S·(r+1), plus the next one's target
-  return windows.narrow(1, mesh_.cp_rank * S, S + 1);
+  auto mine = [&](const at::Tensor& x) {  // tokens S·r .. S·(r+1) of this context-parallel rank
+    const int64_t S = T / mesh_.cp;
+    return x.defined() && mesh_.cp > 1 ? x.narrow(1, mesh_.cp_rank * S, S) : x;
+  };
+  out.inputs = mine(inputs), out.targets = mine(targets);
+  out.ctx.documents = mine(out.ctx.documents), out.ctx.positions = mine(out.ctx.positions);
+  if (cp_) out.ctx.cp = cp_.get(), out.ctx.cp_preference = cp_preference_;
+  return out;
 }
 
 double Trainer::evaluate() {
@@ -275,12 +277,9 @@ double Trainer::evaluate() {
   // over all slices is the same for every world size (equal slice sizes).
   const int64_t W = mesh_.dp, B = cfg_.train.batch_size;
   for (int64_t b = 0; b < cfg_.eval.batches; ++b) {
-    at::Tensor batch = my_shard(val_data_->sequential((b * W + mesh_.dp_rank) * B, B).to(device_));
-    at::Tensor inputs = batch.narrow(1, 0, batch.size(1) - 1);
-    at::Tensor logits = model_->forward(inputs, context(inputs, /*training=*/false));
-    sum += at::cross_entropy_loss(logits.reshape({-1, logits.size(-1)}),
-                                  batch.narrow(1, 1, batch.size(1) - 1).reshape({-1}))
-               .item<double>();
+    const Shard batch = my_shard(val_data_->sequential((b * W + mesh_.dp_rank) * B, B).to(device_), false);
+    at::Tensor logits = model_->forward(batch.inputs, batch.ctx);
+    sum += at::cross_entropy_loss(logits.reshape({-1, logits.size(-1)}), batch.targets.reshape({-1})).item<double>();
   }
   if (dp_) {
     at::Tensor total = at::tensor({sum}, at::kDouble);

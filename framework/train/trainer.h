@@ -67,11 +67,14 @@ class Trainer {
   bool should_eval(int64_t step) const;
   bool should_save(int64_t step) const;
   void log_progress(const StepResult& r, double step_seconds, double elapsed);
-  /// The mixer context of a forward on `inputs` [B, T]: kernel choice, packed documents, the
-  /// context-parallel group and positions.
-  MixerContext context(const at::Tensor& inputs, bool training) const;
-  /// windows [B, seq_len + 1] -> this context-parallel rank's [B, seq_len / cp + 1].
-  at::Tensor my_shard(const at::Tensor& windows) const;
+  /// What one forward of this rank sees: inputs and targets [B, seq_len / cp] and the mixer
+  /// context (kernel choice, packed documents and positions, the context-parallel group).
+  struct Shard {
+    at::Tensor inputs, targets;
+    MixerContext ctx;
+  };
+  /// windows [B, seq_len + 1] -> this context-parallel rank's shard of them.
+  Shard my_shard(const at::Tensor& windows, bool training) const;
 
   RunConfig cfg_;
   World world_;

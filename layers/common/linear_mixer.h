@@ -39,6 +39,8 @@ class LinearStateMixer : public Mixer {
   at::Tensor step(const at::Tensor& x_t, MixerState& state) override;
   /// mix() runs the kernel through linear_attention_in_context (layers/common/sharded_linear.h).
   std::vector<CpStrategy> cp_strategies() const override;
+  /// Whole sequences run each document as a row; shards reset the state at boundaries.
+  bool handles_documents() const override { return true; }
 
  protected:
   /// x [B, T, D] from state s0 (undefined = zeros) -> {y [B, T, D], S_T [B, H, dk, dv]}.

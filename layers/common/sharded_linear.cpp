@@ -4,6 +4,8 @@
 #include <ATen/ops/arange.h>
 #include <ATen/ops/cat.h>
 #include <ATen/ops/cumsum.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/full_like.h>
 #include <ATen/ops/exp.h>
 #include <ATen/ops/matmul.h>
 #include <ATen/ops/ones.h>
@@ -11,6 +13,7 @@
 
 #include "framework/dist/communicator.h"
 #include "framework/dist/sequence_collectives.h"
+#include "framework/model/documents.h"
 
 namespace attnlab::layers {
 namespace {
@@ -63,6 +66,49 @@ at::Tensor incoming_by_scan(const at::Tensor& mine, Communicator& group) {
   return state_of(e);
 }
 
+/// This rank's shard run from a zero state: the output O⁰, and what the combine publishes.
+struct LocalRun {
+  at::Tensor out;    ///< [B, H, S, dv]
+  at::Tensor state;  ///< [B, H, dk, dv]: the final state of the shard's last document piece
+  at::Tensor reads;  ///< [B, 1, S, 1] bool: the tokens the incoming state reaches; undefined: all
+  at::Tensor continues;  ///< [B, 1, 1] bool: the shard's only piece continues the previous rank's
+};
+
+/// Packed documents in a shard: each piece of a document runs as a row of its own; a row's
+/// state passes on only if the shard is one piece of the document the previous shard ended in.
+LocalRun run_pieces(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& g,
+                    const kernels::LinearAttentionOptions& opts, const MixerContext& ctx) {
+  const int64_t B = q.size(0), H = q.size(1), S = q.size(2), dk = q.size(3);
+  const at::Tensor docs = ctx.documents.to(q.device(), at::kLong);
+  TORCH_CHECK(docs.dim() == 2 && docs.size(0) == B && docs.size(1) == S, "linear attention: documents must be [B, T] = [",
+              B, ", ", S, "], got ", docs.sizes());
+  const DocumentRows computed = ctx.document_rows ? DocumentRows{} : document_rows(docs);
+  const DocumentRows& rows = ctx.document_rows ? *ctx.document_rows : computed;
+  // The last document id of every rank's shard, to know where the previous shard ended.
+  at::Tensor last = docs.select(1, S - 1).contiguous(), all_last = at::empty({ctx.cp->size() * B}, last.options());
+  ctx.cp->all_gather_into(last, all_last);
+  const int64_t r = ctx.cp->rank();
+  at::Tensor before = r > 0 ? all_last.narrow(0, (r - 1) * B, B) : at::full_like(last, -1);
+  LocalRun run;
+  run.reads = docs.eq(before.unsqueeze(1)).view({B, 1, S, 1});
+  run.continues = last.eq(before).view({B, 1, 1});
+  if (rows.trivial) {
+    auto local = kernels::linear_attention(q, k, v, g, {}, opts);
+    run.out = local.out, run.state = local.final_state;
+    return run;
+  }
+  // [B, H, S, c] -> [N, H, L, c] and back; a constant per-head gate becomes a full one, as a
+  // padded row's zero log-gates must not decay its final state.
+  auto rows_of = [&](const at::Tensor& x) { return to_rows(x.transpose(1, 2), rows).transpose(1, 2); };
+  at::Tensor gr;
+  if (g.defined()) gr = rows_of(g.dim() == 1 ? g.view({1, H, 1, 1}).expand({B, H, S, dk}) : g);
+  auto pieces = kernels::linear_attention(rows_of(q), rows_of(k), rows_of(v), gr, {}, opts);
+  run.out = from_rows(pieces.out.transpose(1, 2), rows).transpose(1, 2);
+  at::Tensor last_piece = rows.scatter.view({B, S}).select(1, S - 1).div(rows.row_length, "floor");
+  run.state = pieces.final_state.index_select(0, last_piece.to(q.device()));
+  return run;
+}
+
 }  // namespace
 
 kernels::LinearAttentionResult linear_attention_in_context(const at::Tensor& q, const at::Tensor& k,
@@ -77,15 +123,24 @@ kernels::LinearAttentionResult linear_attention_in_context(const at::Tensor& q, 
   TORCH_CHECK(ctx.cp_strategy == CpStrategy::state_gather || ctx.cp_strategy == CpStrategy::state_scan,
               "linear attention: context-parallel strategy ", to_string(ctx.cp_strategy),
               " is not implemented; expected state_gather or state_scan");
-  kernels::LinearAttentionResult local = kernels::linear_attention(q, k, v, g, {}, opts);
-  const auto acc = local.final_state.scalar_type();
+  LocalRun local;
+  if (ctx.documents.defined()) {
+    local = run_pieces(q, k, v, g, opts, ctx);
+  } else {
+    auto whole = kernels::linear_attention(q, k, v, g, {}, opts);
+    local.out = whole.out, local.state = whole.final_state;
+  }
+  const auto acc = local.state.scalar_type();
   const ShardDecay decay = shard_decay(g, q, acc);
-  const at::Tensor mine = pack(local.final_state, decay.total);
+  // A shard that does not continue the previous one's document passes on only its own state.
+  const at::Tensor passed = local.continues.defined() ? decay.total * local.continues.to(acc) : decay.total;
+  const at::Tensor mine = pack(local.state, passed);
   const at::Tensor S_in = ctx.cp_strategy == CpStrategy::state_gather ? incoming_by_gather(mine, *ctx.cp)
                                                                       : incoming_by_scan(mine, *ctx.cp);
   at::Tensor q_read = decay.readout.defined() ? q.to(acc) * decay.readout : q.to(acc);
+  if (local.reads.defined()) q_read = q_read * local.reads.to(acc);
   at::Tensor out = local.out.to(acc) + at::matmul(q_read, S_in) * opts.scale;
-  at::Tensor final_state = decay.total.unsqueeze(-1) * S_in + local.final_state;
+  at::Tensor final_state = passed.unsqueeze(-1) * S_in + local.state;
   return {out.to(q.scalar_type()), final_state};
 }
 

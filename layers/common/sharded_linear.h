@@ -9,6 +9,10 @@
 // then the fold above. state_scan: the same monoid (D₁, S₁)∘(D₂, S₂) = (D₁D₂, D₂ ⊙ S₁ + S₂) as a
 // Hillis–Steele prefix scan, 1 + ⌈log₂ P⌉ point-to-point shifts. Both are differentiable through
 // the collectives, so the backward is the suffix combine of the state gradients.
+// Packed documents (ctx.documents): each document piece of the shard runs as a row of its own;
+// the published state is that of the shard's last piece, its decay is zeroed unless the shard
+// is a single piece continuing the previous shard's last document, and the incoming state is
+// read only by the tokens of that document.
 #pragma once
 #include <ATen/core/Tensor.h>
 

@@ -13,6 +13,7 @@
 
 #include "framework/dist/communicator.h"
 #include "framework/dist/sequence_collectives.h"
+#include "framework/model/documents.h"
 #include "layers/common/linear_mixer.h"
 #include "layers/common/positions.h"
 #include "layers/common/rotary.h"
@@ -75,23 +76,32 @@ std::pair<WindowHalo, at::Tensor> Hedgehog::halo(const at::Tensor& k, const at::
   if (!ctx.cp || ctx.cp->size() == 1) return {};
   Communicator& cp = *ctx.cp;
   const int64_t S = k.size(2), w = o_.window, d = k.size(3), tail = std::min(w, S), r = cp.rank();
-  at::Tensor mine = at::cat({k.narrow(2, S - tail, tail), v.narrow(2, S - tail, tail)}, -1);  // one message
-  at::Tensor exchanged, before;
-  if (w <= S) {  // the previous rank's last w tokens
-    exchanged = shift_ranks(mine, cp, 1);
-    if (r > 0) before = exchanged;
-  } else {       // a window longer than a shard spans several ranks: every earlier shard, whole
-    exchanged = gather_sequence(mine, cp, 2);
+  // The w entries of x (along `dim`) just before this shard, or undefined where there are none.
+  // Every rank takes part; `moved` is what the exchange produced here, used or not.
+  auto before_shard = [&](const at::Tensor& x, int64_t dim, at::Tensor& moved) -> at::Tensor {
+    at::Tensor last = x.narrow(dim, S - tail, tail).contiguous();
+    if (w <= S) {  // the previous rank's last w tokens
+      moved = shift_ranks(last, cp, 1);
+      return r > 0 ? moved : at::Tensor();
+    }
+    moved = gather_sequence(last, cp, dim);  // a window longer than a shard: every shard, whole
     const int64_t n = std::min(w, r * S);
-    if (n > 0) before = exchanged.narrow(2, r * S - n, n);
-  }
-  if (!before.defined()) return {WindowHalo{}, exchanged};
-  at::Tensor hk = before.narrow(-1, 0, d), hv = before.narrow(-1, d, d);
-  return {WindowHalo{hk, hv, k_map->forward(hk)}, exchanged};
+    return n > 0 ? moved.narrow(dim, r * S - n, n) : at::Tensor();
+  };
+  at::Tensor moved, moved_docs;
+  at::Tensor before = before_shard(at::cat({k, v}, -1), 2, moved);  // k and v in one message
+  WindowHalo h;
+  if (ctx.documents.defined()) h.documents = before_shard(ctx.documents.to(k.device(), at::kLong), 1, moved_docs);
+  if (!before.defined()) return {WindowHalo{}, moved};
+  h.k = before.narrow(-1, 0, d), h.v = before.narrow(-1, d, d), h.phi_k = k_map->forward(h.k);
+  return {h, moved};
 }
 
 at::Tensor Hedgehog::forward(const at::Tensor& x, const MixerContext& ctx) {
   const int64_t B = x.size(0), T = x.size(1);
+  const bool sharded = ctx.cp && ctx.cp->size() > 1;
+  // A whole sequence of packed documents runs as rows; a shard masks and resets by document.
+  if (ctx.documents.defined() && !sharded) return mix_as_document_rows(*this, x, ctx);
   auto [q, k, v] = project(x, call_positions(ctx, B, T, x.device(), "hedgehog"));
   at::Tensor phi_q = q_map->forward(q), phi_k = k_map->forward(k);  // [B, H, T, 2f]
   kernels::LinearAttentionOptions kopts = kernel_;
@@ -103,7 +113,7 @@ at::Tensor Hedgehog::forward(const at::Tensor& x, const MixerContext& ctx) {
   if (o_.window > 0) {
     auto [window_halo, exchanged] = halo(k, v, ctx);
     y = sliding_window_hybrid_attention(q, k, v, phi_q, phi_k, at::sigmoid(window_logit), o_.window, linear,
-                                        window_halo);
+                                        window_halo, sharded ? ctx.documents : at::Tensor());
     y = tie_to_graph(y, exchanged);  // rank 0 uses none of it
   } else {
     y = normalized_linear_attention(phi_q, phi_k, v, o_.eps, linear);

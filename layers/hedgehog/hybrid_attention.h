@@ -29,18 +29,21 @@ LinearRunner kernel_runner(kernels::LinearAttentionOptions opts);
 /// [B, H, n, ·]); undefined tensors (n = 0) at the start of the sequence.
 struct WindowHalo {
   at::Tensor k, v, phi_k;
+  at::Tensor documents;  ///< [B, n] their document ids (with packed documents)
 };
 
 /// Σ_{j≤i} φq_i·φk_j v_j / (Σ_{j≤i} φq_i·φk_j + eps). phi_* [B, H, T, F], v [B, H, T, dv].
 at::Tensor normalized_linear_attention(const at::Tensor& phi_q, const at::Tensor& phi_k,
                                        const at::Tensor& v, double eps, const LinearRunner& linear);
 
-/// The hybrid above (window ≥ 1); q, k [B, H, T, d] post-RoPE, gamma [H] in (0, 1).
+/// The hybrid above (window ≥ 1); q, k [B, H, T, d] post-RoPE, gamma [H] in (0, 1). With
+/// `documents` [B, T] (and the halo's), neither part reaches a key of another document (the
+/// linear runner resets its state at boundaries itself).
 at::Tensor sliding_window_hybrid_attention(const at::Tensor& q, const at::Tensor& k,
                                            const at::Tensor& v, const at::Tensor& phi_q,
                                            const at::Tensor& phi_k, const at::Tensor& gamma,
                                            int64_t window, const LinearRunner& linear,
-                                           const WindowHalo& halo = {});
+                                           const WindowHalo& halo = {}, const at::Tensor& documents = {});
 
 /// The same function written with full T×T masks (the definition the blocked form is tested on).
 at::Tensor sliding_window_hybrid_reference(const at::Tensor& q, const at::Tensor& k,

@@ -9,6 +9,7 @@
 #include <cmath>
 
 #include "framework/dist/sequence_collectives.h"
+#include "framework/model/documents.h"
 #include "kernels/attention/reference.h"
 #include "layers/common/positions.h"
 #include "layers/common/rotary.h"
@@ -49,7 +50,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> SoftmaxAttention::project(const a
 
 at::Tensor SoftmaxAttention::forward(const at::Tensor& x, const MixerContext& ctx) {
   const int64_t B = x.size(0), T = x.size(1);
-  const bool explicit_positions = ctx.positions.defined() || (ctx.cp && ctx.cp->size() > 1);
+  const bool sharded = ctx.cp && ctx.cp->size() > 1;
+  // A whole sequence of packed documents runs fastest as rows of the causal kernel; a shard
+  // masks documents itself.
+  if (ctx.documents.defined() && !sharded) return mix_as_document_rows(*this, x, ctx);
+  const bool explicit_positions = ctx.positions.defined() || sharded;
   const at::Tensor pos = call_positions(ctx, B, T, x.device(), "softmax");  // [T] or [B, T]
   auto [q, k, v] = project(x, pos);
   q = q.transpose(1, 2), k = k.transpose(1, 2), v = v.transpose(1, 2);  // [B, H*, T, d]
@@ -57,13 +62,16 @@ at::Tensor SoftmaxAttention::forward(const at::Tensor& x, const MixerContext& ct
   at::Tensor o;
   if (explicit_positions) {
     // allgather_kv (docs/parallelism.md): every rank gathers the whole sequence's keys and values
-    // (autograd reduce-scatters their gradients back) and masks by absolute position.
-    at::Tensor key_pos = pos;
-    if (ctx.cp && ctx.cp->size() > 1) {
+    // (autograd reduce-scatters their gradients back) and masks by position and document.
+    at::Tensor key_pos = pos, key_doc = ctx.documents;
+    if (sharded) {
       k = gather_sequence(k, *ctx.cp, 2), v = gather_sequence(v, *ctx.cp, 2);
       key_pos = gather_sequence(pos, *ctx.cp, pos.dim() - 1);  // int64: no gradient
+      if (key_doc.defined()) key_doc = gather_sequence(ctx.documents.to(x.device(), at::kLong).contiguous(), *ctx.cp, 1);
     }
     at::Tensor visible = key_pos.unsqueeze(-2).le(pos.unsqueeze(-1));  // [(B,) T, T_all]
+    if (key_doc.defined())  // same document only (positions are then within the document)
+      visible = visible.logical_and(key_doc.to(x.device()).unsqueeze(1).eq(ctx.documents.to(x.device()).unsqueeze(2)));
     if (visible.dim() == 3) visible = visible.unsqueeze(1);           // per row: [B, 1, T, T_all]
     o = at::scaled_dot_product_attention(q, k, v, visible, /*dropout_p=*/0.0, /*is_causal=*/false, scale,
                                          /*enable_gqa=*/kv_heads_ != heads_);

@@ -30,6 +30,8 @@ class SoftmaxAttention : public Mixer {
   std::unique_ptr<MixerState> init_state(int64_t batch, int64_t max_len) override;
   at::Tensor step(const at::Tensor& x_t, MixerState& state) override;
   std::vector<CpStrategy> cp_strategies() const override { return {CpStrategy::allgather_kv}; }
+  /// Whole sequences run each document as a row; shards mask by document.
+  bool handles_documents() const override { return true; }
   double extra_flops_per_token(int64_t seq_len) const override;
 
   torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
