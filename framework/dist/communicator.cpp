@@ -210,6 +210,20 @@ void Communicator::all_gather_into(at::Tensor& in, at::Tensor& out) {
   wait_for(groups_->backend->_allgather_base(flat_out, flat_in), "all_gather", rank_, backend_);
 }
 
+void Communicator::all_to_all(at::Tensor& in, at::Tensor& out) {
+  if (!in.is_contiguous() || !out.is_contiguous() || out.sizes() != in.sizes() || in.size(0) % size_ != 0)
+    throw std::invalid_argument(fmt::format("all_to_all: input {} and output {} must be contiguous, of one shape, "
+                                            "and split into {} blocks along dim 0",
+                                            c10::str(in.sizes()), c10::str(out.sizes()), size_));
+  stats_.add("all_to_all", nbytes(in));
+  if (size_ == 1) {
+    out.copy_(in);
+    return;
+  }
+  std::vector<int64_t> equal;  // empty split sizes: equal blocks
+  wait_for(groups_->backend->alltoall_base(out, in, equal, equal), "all_to_all", rank_, backend_);
+}
+
 void Communicator::send(at::Tensor& t, int64_t dst, int tag) {
   stats_.add("send", nbytes(t));
   if (size_ == 1) throw std::invalid_argument("send: a one-process world has no peer");

@@ -84,6 +84,9 @@ class Communicator {
   Pending reduce_scatter_async(at::Tensor& in, at::Tensor& out);
   /// `in` [n] (contiguous) -> out [size() * n]: slice r holds rank r's `in`.
   void all_gather_into(at::Tensor& in, at::Tensor& out);
+  /// `in` [size() * n, ...] (contiguous) -> out (same shape): block j of `out` is rank j's block
+  /// rank() of its `in` (equal splits along dim 0).
+  void all_to_all(at::Tensor& in, at::Tensor& out);
   void send(at::Tensor& t, int64_t dst, int tag = 0);
   void recv(at::Tensor& t, int64_t src, int tag = 0);
   /// Sends `out` to rank `dst` and receives `in` from rank `src`, both posted before either is

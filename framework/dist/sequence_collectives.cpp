@@ -1,6 +1,7 @@
 #include "framework/dist/sequence_collectives.h"
 
 #include <ATen/ops/empty.h>
+#include <ATen/ops/empty_like.h>
 #include <ATen/ops/zeros_like.h>
 #include <torch/csrc/autograd/custom_function.h>
 
@@ -63,7 +64,58 @@ struct ShiftRanks : torch::autograd::Function<ShiftRanks> {
   }
 };
 
+// The all-to-all of Ulysses, both directions (each is the other's backward).
+at::Tensor to_heads(const at::Tensor& x, Communicator& g) {
+  const int64_t P = g.size(), B = x.size(0), S = x.size(1), H = x.size(2), d = x.size(3);
+  at::Tensor in = x.reshape({B, S, P, H / P, d}).permute({2, 0, 1, 3, 4}).contiguous();  // block j: heads of rank j
+  at::Tensor out = at::empty_like(in);
+  g.all_to_all(in, out);  // block j: shard j of my heads
+  return out.permute({1, 0, 2, 3, 4}).reshape({B, P * S, H / P, d});
+}
+at::Tensor to_sequence(const at::Tensor& y, Communicator& g) {
+  const int64_t P = g.size(), B = y.size(0), S = y.size(1) / P, h = y.size(2), d = y.size(3);
+  at::Tensor in = y.reshape({B, P, S, h, d}).permute({1, 0, 2, 3, 4}).contiguous();  // block j: shard j
+  at::Tensor out = at::empty_like(in);
+  g.all_to_all(in, out);  // block j: my shard of head group j
+  return out.permute({1, 2, 0, 3, 4}).reshape({B, S, P * h, d});
+}
+
+struct SequenceToHeads : torch::autograd::Function<SequenceToHeads> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, Communicator* g) {
+    ctx->saved_data["group"] = reinterpret_cast<int64_t>(g);
+    return to_heads(x, *g);
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    return {to_sequence(grads[0], *reinterpret_cast<Communicator*>(ctx->saved_data["group"].toInt())), at::Tensor()};
+  }
+};
+struct HeadsToSequence : torch::autograd::Function<HeadsToSequence> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& y, Communicator* g) {
+    ctx->saved_data["group"] = reinterpret_cast<int64_t>(g);
+    return to_sequence(y, *g);
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    return {to_heads(grads[0], *reinterpret_cast<Communicator*>(ctx->saved_data["group"].toInt())), at::Tensor()};
+  }
+};
+
 }  // namespace
+
+at::Tensor sequence_to_heads(const at::Tensor& x, Communicator& group) {
+  TORCH_CHECK(x.dim() == 4 && x.size(2) % group.size() == 0, "ulysses: ", group.size(),
+              " context-parallel ranks must divide the heads of ", x.sizes());
+  if (group.size() == 1) return x;
+  return SequenceToHeads::apply(x, &group);
+}
+
+at::Tensor heads_to_sequence(const at::Tensor& y, Communicator& group) {
+  TORCH_CHECK(y.dim() == 4 && y.size(1) % group.size() == 0, "ulysses: sequence of ", y.sizes(),
+              " does not split over ", group.size(), " ranks");
+  if (group.size() == 1) return y;
+  return HeadsToSequence::apply(y, &group);
+}
 
 at::Tensor shift_ranks(const at::Tensor& x, Communicator& group, int64_t distance) {
   if (group.size() == 1 || distance == 0) return distance == 0 ? x : at::zeros_like(x);

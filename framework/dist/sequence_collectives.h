@@ -17,6 +17,13 @@ at::Tensor gather_sequence(const at::Tensor& x, Communicator& group, int64_t dim
 /// step of a halo exchange and of the prefix scan over ranks.
 at::Tensor shift_ranks(const at::Tensor& x, Communicator& group, int64_t distance);
 
+/// Ulysses: x [B, S, H, d], this rank's shard of the sequence for all heads -> [B, P·S, H/P, d],
+/// the whole sequence for this rank's group of heads (rank j holds heads j·H/P ..). One
+/// all-to-all; backward is heads_to_sequence. H must be a multiple of P.
+at::Tensor sequence_to_heads(const at::Tensor& x, Communicator& group);
+/// The inverse: [B, P·S, H/P, d] -> [B, S, H, d].
+at::Tensor heads_to_sequence(const at::Tensor& y, Communicator& group);
+
 /// `x`, with `unused` (the result of a collective above that this rank ended up not needing, e.g.
 /// rank 0's empty prefix) tied into its graph at zero cost. Every rank must run the backward of
 /// every collective it took part in, or the other ranks wait for it forever.

@@ -34,12 +34,13 @@ std::optional<CpStrategy> cp_strategy_named(const std::string& name) {
   return std::nullopt;
 }
 
-CpStrategy choose_cp_strategy(const Mixer& mixer, const std::vector<CpStrategy>& preference) {
+CpStrategy choose_cp_strategy(const Mixer& mixer, const std::vector<CpStrategy>& preference, int64_t ranks) {
   const std::vector<CpStrategy> offered = mixer.cp_strategies();
-  if (offered.empty()) return CpStrategy::none;
   for (CpStrategy p : preference)
-    if (std::find(offered.begin(), offered.end(), p) != offered.end()) return p;
-  return offered.front();
+    if (std::find(offered.begin(), offered.end(), p) != offered.end() && mixer.cp_supports(p, ranks)) return p;
+  for (CpStrategy s : offered)
+    if (mixer.cp_supports(s, ranks)) return s;
+  return CpStrategy::none;
 }
 
 BlockImpl::BlockImpl(const ModelConfig& cfg, const MixerSpec& spec, int64_t index)
@@ -58,10 +59,10 @@ at::Tensor BlockImpl::forward(const at::Tensor& x, const MixerContext& ctx) {
   at::Tensor h;
   if (ctx.cp && ctx.cp->size() > 1) {
     MixerContext mine = ctx;
-    mine.cp_strategy = choose_cp_strategy(*mixer, ctx.cp_preference);
+    mine.cp_strategy = choose_cp_strategy(*mixer, ctx.cp_preference, ctx.cp->size());
     if (mine.cp_strategy == CpStrategy::none)
-      throw std::invalid_argument("mixer '" + mixer_type + "' declares no context-parallel strategy, so "
-                                  "parallel.cp must be 1 for it (docs/parallelism.md lists each mixer's)");
+      throw std::invalid_argument("mixer '" + mixer_type + "' has no context-parallel strategy for " +
+                                  std::to_string(ctx.cp->size()) + " ranks (docs/parallelism.md lists each mixer's)");
     if (ctx.documents.defined() && !mixer->handles_documents())
       throw std::invalid_argument("mixer '" + mixer_type + "' cannot combine packed documents with context "
                                   "parallelism yet (data.pack: none, or parallel.cp: 1)");

@@ -108,6 +108,9 @@ class Mixer : public torch::nn::Module {
   /// The context-parallel strategies forward implements, the default first; empty: cp > 1 is
   /// refused for this mixer.
   virtual std::vector<CpStrategy> cp_strategies() const { return {}; }
+  /// Whether strategy `s` (one of cp_strategies()) works with `ranks` context-parallel ranks
+  /// (e.g. ulysses needs them to divide the heads).
+  virtual bool cp_supports(CpStrategy /*s*/, int64_t /*ranks*/) const { return true; }
   /// Forward FLOPs per token for a sequence of length T beyond its parameter matmuls
   /// (e.g. attention scores), used for the MFU estimate.
   virtual double extra_flops_per_token(int64_t /*seq_len*/) const { return 0; }
@@ -116,8 +119,9 @@ class Mixer : public torch::nn::Module {
   virtual void reset_special_parameters() {}
 };
 
-/// The first of `preference` that `mixer` implements, else its default; none if it has none.
-CpStrategy choose_cp_strategy(const Mixer& mixer, const std::vector<CpStrategy>& preference);
+/// The first of `preference` that `mixer` implements at `ranks`, else the first of its own that
+/// works there; none if none does.
+CpStrategy choose_cp_strategy(const Mixer& mixer, const std::vector<CpStrategy>& preference, int64_t ranks);
 
 struct MixerEntry {
   std::string description;

@@ -16,17 +16,23 @@ std::string strategy_names(const std::vector<CpStrategy>& list) {
 }  // namespace
 
 void check_context_parallel(LanguageModelImpl& model, int64_t cp) {
-  for (size_t i = 0; i < model.layers.size(); ++i)
-    if (model.layers[i]->mixer->cp_strategies().empty())
+  for (size_t i = 0; i < model.layers.size(); ++i) {
+    const Mixer& m = *model.layers[i]->mixer;
+    if (m.cp_strategies().empty())
       throw ConfigError({fmt::format("config: parallel.cp {}: layer {}'s mixer '{}' declares no context-parallel "
                                      "strategy (docs/parallelism.md lists each mixer's); use parallel.cp: 1",
                                      cp, i, model.layers[i]->mixer_type)});
+    if (choose_cp_strategy(m, {}, cp) == CpStrategy::none)
+      throw ConfigError({fmt::format("config: parallel.cp {}: none of layer {}'s mixer '{}' strategies ({}) works "
+                                     "with {} ranks (docs/parallelism.md)",
+                                     cp, i, model.layers[i]->mixer_type, strategy_names(m.cp_strategies()), cp)});
+  }
 }
 
-std::string describe_cp_plan(LanguageModelImpl& model, const std::vector<CpStrategy>& preference) {
+std::string describe_cp_plan(LanguageModelImpl& model, const std::vector<CpStrategy>& preference, int64_t cp) {
   std::string chosen;
   for (auto& block : model.layers) {
-    const std::string one = block->mixer_type + " " + to_string(choose_cp_strategy(*block->mixer, preference));
+    const std::string one = block->mixer_type + " " + to_string(choose_cp_strategy(*block->mixer, preference, cp));
     if (chosen.find(one) == std::string::npos) chosen += (chosen.empty() ? "" : ", ") + one;
   }
   return "layers: " + chosen;
@@ -45,7 +51,7 @@ std::vector<CpStrategy> cp_preference(const RunConfig& cfg, LanguageModelImpl& m
     const auto s = cp_strategy_named(name);
     if (!s || *s == CpStrategy::none)
       throw ConfigError({fmt::format("config: parallel.cp_strategy: unknown strategy '{}', expected auto or a "
-                                     "comma-separated list of allgather_kv, state_gather, state_scan", name)});
+                                     "comma-separated list of allgather_kv, ulysses, state_gather, state_scan", name)});
     bool used = false;
     std::string offers;
     for (size_t i = 0; i < model.layers.size(); ++i) {

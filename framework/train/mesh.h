@@ -18,7 +18,8 @@ struct Mesh {
 /// The mesh parallel.{dp,cp} ask for on `world`; throws ConfigError when it does not fit.
 Mesh make_mesh(const RunConfig& cfg, const World& world);
 
-/// Throws ConfigError naming the first layer whose mixer declares no context-parallel strategy.
+/// Throws ConfigError naming the first layer whose mixer has no context-parallel strategy that
+/// works with `cp` ranks.
 void check_context_parallel(LanguageModelImpl& model, int64_t cp);
 
 /// parallel.cp_strategy as strategies in order of preference (empty for `auto`); throws
@@ -26,6 +27,6 @@ void check_context_parallel(LanguageModelImpl& model, int64_t cp);
 std::vector<CpStrategy> cp_preference(const RunConfig& cfg, LanguageModelImpl& model);
 
 /// "layers: gla state_gather, softmax allgather_kv": each distinct (mixer, strategy) once.
-std::string describe_cp_plan(LanguageModelImpl& model, const std::vector<CpStrategy>& preference);
+std::string describe_cp_plan(LanguageModelImpl& model, const std::vector<CpStrategy>& preference, int64_t cp);
 
 }  // namespace attnlab

@@ -326,7 +326,7 @@ int Trainer::train() {
                       : ""));
   if (mesh_.cp > 1)
     say(fmt::format("context parallel: {} ranks per sequence of {} tokens; {}\n", mesh_.cp, cfg_.data.seq_len,
-                    describe_cp_plan(*model_, cp_preference_)));
+                    describe_cp_plan(*model_, cp_preference_, mesh_.cp)));
   say(fmt::format("optimizer: AdamW state {:.2f} MB on this rank{}{}\n", optimizer_->state_bytes() / 1e6,
                   dp_ && cfg_.parallel.zero == 1 ? fmt::format(" (ZeRO-1: about 1/{} of the whole)", world_.world_size)
                                                  : "",

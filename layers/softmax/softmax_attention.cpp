@@ -8,6 +8,7 @@
 
 #include <cmath>
 
+#include "framework/dist/communicator.h"
 #include "framework/dist/sequence_collectives.h"
 #include "framework/model/documents.h"
 #include "kernels/attention/reference.h"
@@ -57,6 +58,8 @@ at::Tensor SoftmaxAttention::forward(const at::Tensor& x, const MixerContext& ct
   const bool explicit_positions = ctx.positions.defined() || sharded;
   const at::Tensor pos = call_positions(ctx, B, T, x.device(), "softmax");  // [T] or [B, T]
   auto [q, k, v] = project(x, pos);
+  if (sharded && ctx.cp_strategy == CpStrategy::ulysses)
+    return o_proj->forward(attend_by_heads(q, k, v, ctx).reshape({B, T, heads_ * head_dim_}));
   q = q.transpose(1, 2), k = k.transpose(1, 2), v = v.transpose(1, 2);  // [B, H*, T, d]
   const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim_));
   at::Tensor o;
@@ -75,16 +78,39 @@ at::Tensor SoftmaxAttention::forward(const at::Tensor& x, const MixerContext& ct
     if (visible.dim() == 3) visible = visible.unsqueeze(1);           // per row: [B, 1, T, T_all]
     o = at::scaled_dot_product_attention(q, k, v, visible, /*dropout_p=*/0.0, /*is_causal=*/false, scale,
                                          /*enable_gqa=*/kv_heads_ != heads_);
-  } else if (ctx.kernel == "reference") {
-    o = kernels::causal_attention_reference(q, k, v, scale);
   } else {
-    // enable_gqa only when needed: with it set, CPU SDPA leaves the flash kernel for the
-    // slower math path (measured: docs/benchmarks.md).
-    o = at::scaled_dot_product_attention(q, k, v, /*attn_mask=*/{}, /*dropout_p=*/0.0,
-                                         /*is_causal=*/true, scale,
-                                         /*enable_gqa=*/kv_heads_ != heads_);
+    o = causal(q, k, v, ctx.kernel);
   }
   return o_proj->forward(o.transpose(1, 2).reshape({B, T, heads_ * head_dim_}));
+}
+
+at::Tensor SoftmaxAttention::causal(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                    const std::string& kernel) const {
+  const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim_));
+  if (kernel == "reference") return kernels::causal_attention_reference(q, k, v, scale);
+  // enable_gqa only when needed: with it set, CPU SDPA leaves the flash kernel for the slower
+  // math path (measured: docs/benchmarks.md).
+  return at::scaled_dot_product_attention(q, k, v, /*attn_mask=*/{}, /*dropout_p=*/0.0, /*is_causal=*/true, scale,
+                                          /*enable_gqa=*/q.size(1) != k.size(1));
+}
+
+at::Tensor SoftmaxAttention::attend_by_heads(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                             const MixerContext& ctx) {
+  Communicator& cp = *ctx.cp;
+  const int64_t P = cp.size();
+  TORCH_CHECK(heads_ % P == 0 && kv_heads_ % P == 0, "softmax: cp_strategy ulysses needs parallel.cp (", P,
+              ") to divide heads (", heads_, ") and kv_heads (", kv_heads_, "); use allgather_kv");
+  // Ulysses (docs/parallelism.md): the whole sequence for H/P heads, causal by index (the
+  // shards are contiguous), RoPE already applied at each shard's positions.
+  at::Tensor qh = sequence_to_heads(q, cp), kh = sequence_to_heads(k, cp), vh = sequence_to_heads(v, cp);
+  DocumentRows rows;
+  if (ctx.documents.defined()) {  // each document of the whole sequence as a row
+    rows = document_rows(gather_sequence(ctx.documents.to(q.device(), at::kLong).contiguous(), cp, 1));
+    qh = to_rows(qh, rows), kh = to_rows(kh, rows), vh = to_rows(vh, rows);
+  }
+  at::Tensor o = causal(qh.transpose(1, 2), kh.transpose(1, 2), vh.transpose(1, 2), ctx.kernel).transpose(1, 2);
+  if (ctx.documents.defined()) o = from_rows(o, rows);
+  return heads_to_sequence(o.contiguous(), cp);  // [B, S, H, d]
 }
 
 std::unique_ptr<MixerState> SoftmaxAttention::init_state(int64_t batch, int64_t max_len) {

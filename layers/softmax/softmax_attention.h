@@ -29,7 +29,11 @@ class SoftmaxAttention : public Mixer {
   at::Tensor forward(const at::Tensor& x, const MixerContext& ctx) override;
   std::unique_ptr<MixerState> init_state(int64_t batch, int64_t max_len) override;
   at::Tensor step(const at::Tensor& x_t, MixerState& state) override;
-  std::vector<CpStrategy> cp_strategies() const override { return {CpStrategy::allgather_kv}; }
+  /// ulysses (the default where cp divides the heads and kv heads), else allgather_kv.
+  std::vector<CpStrategy> cp_strategies() const override { return {CpStrategy::ulysses, CpStrategy::allgather_kv}; }
+  bool cp_supports(CpStrategy s, int64_t ranks) const override {
+    return s != CpStrategy::ulysses || (heads_ % ranks == 0 && kv_heads_ % ranks == 0);
+  }
   /// Whole sequences run each document as a row; shards mask by document.
   bool handles_documents() const override { return true; }
   double extra_flops_per_token(int64_t seq_len) const override;
@@ -40,6 +44,10 @@ class SoftmaxAttention : public Mixer {
   /// x [B, T, D] -> q [B, T, H, d], k and v [B, T, Hkv, d], rotary applied from `offset`.
   /// q, k, v [B, T, H*, d] with RoPE at `positions` [T].
   std::tuple<at::Tensor, at::Tensor, at::Tensor> project(const at::Tensor& x, const at::Tensor& positions);
+  /// Causal attention of q [B, H, T, d] over k, v [B, Hkv, T, d]: SDPA, or the plain reference.
+  at::Tensor causal(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const std::string& kernel) const;
+  /// ulysses: q, k, v [B, S, H*, d] of this shard -> the attention output [B, S, H, d].
+  at::Tensor attend_by_heads(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const MixerContext& ctx);
   int64_t heads_, kv_heads_, head_dim_;
   double rope_base_;
 };

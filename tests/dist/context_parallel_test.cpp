@@ -37,7 +37,7 @@ TEST(ContextParallel, ADp2Cp2MeshTrainsLikeOneProcess) {
   };
   std::string log;
   ASSERT_EQ(j.run(0, "one", with({"train.batch_size=4"}), &log), 0) << log;
-  ASSERT_EQ(j.run(4, "mesh", with({"train.batch_size=2", "parallel.cp=2", "parallel.cp_strategy=state_scan"}), &log),
+  ASSERT_EQ(j.run(4, "mesh", with({"train.batch_size=2", "parallel.cp=2", "parallel.cp_strategy=state_scan,allgather_kv"}), &log),
             0) << log;
   EXPECT_NE(log.find("data parallel: 4 ranks (dp 2, cp 2, zero 0)"), std::string::npos) << log;
   EXPECT_NE(log.find("layers: gla state_scan, softmax allgather_kv"), std::string::npos) << log;
@@ -62,7 +62,7 @@ TEST(ContextParallel, PackedDocumentsTrainLikeOneProcess) {
   std::string log;
   ASSERT_EQ(j.run(0, "one", with({}), &log), 0) << log;
   ASSERT_EQ(j.run(2, "cp", with({"parallel.cp=2"}), &log), 0) << log;
-  EXPECT_NE(log.find("layers: hedgehog state_gather, gla state_gather, lightning state_gather, softmax allgather_kv"),
+  EXPECT_NE(log.find("layers: hedgehog state_gather, gla state_gather, lightning state_gather, softmax ulysses"),
             std::string::npos) << log;
   expect_same_curve(j.values("one", "train/loss"), j.values("cp", "train/loss"), 1e-10, "cp 2 packed train/loss");
   expect_same_curve(j.values("one", "val/loss"), j.values("cp", "val/loss"), 1e-10, "cp 2 packed val/loss");

@@ -73,6 +73,7 @@ int check_variant(const testing::MixerVariant& variant, bool packed, Communicato
   at::Tensor first_strategy_output;
   int checked = 0;
   for (CpStrategy strategy : m->cp_strategies()) {
+    if (!m->cp_supports(strategy, P)) continue;
     at::Tensor xs = x.narrow(1, r * S, S).clone().requires_grad_(true);
     MixerContext ctx;  // this rank's shard with the group
     ctx.cp = &cp;

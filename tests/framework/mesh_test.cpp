@@ -47,8 +47,10 @@ TEST(Mesh, RanksSplitIntoDataAndContextGroups) {
 TEST(Mesh, EachLayerTakesItsFirstPreferredStrategy) {
   RunConfig cfg = hybrid("state_scan");
   LanguageModel model(cfg.model);
-  EXPECT_EQ(describe_cp_plan(*model, cp_preference(cfg, *model)), "layers: gla state_scan, softmax allgather_kv");
-  EXPECT_EQ(describe_cp_plan(*model, {}), "layers: gla state_gather, softmax allgather_kv");
+  EXPECT_EQ(describe_cp_plan(*model, cp_preference(cfg, *model), 2), "layers: gla state_scan, softmax ulysses");
+  EXPECT_EQ(describe_cp_plan(*model, {}, 2), "layers: gla state_gather, softmax ulysses");
+  // Ulysses needs the ranks to divide softmax's 4 heads: at 8 it falls back to allgather_kv.
+  EXPECT_EQ(describe_cp_plan(*model, {}, 8), "layers: gla state_gather, softmax allgather_kv");
   cfg.parallel.cp_strategy = "allgather_kv, state_gather";
   EXPECT_EQ(cp_preference(cfg, *model), (std::vector<CpStrategy>{CpStrategy::allgather_kv, CpStrategy::state_gather}));
 }
@@ -63,6 +65,9 @@ TEST(Mesh, BadStrategyNamesAreRefusedWithWhatExists) {
   cfg.parallel.cp_strategy = "allgather_kv";
   EXPECT_NE(config_error([&] { cp_preference(cfg, *model); })
                 .find("no layer's mixer implements 'allgather_kv' (layer 0 gla: state_gather, state_scan"),
+            std::string::npos);
+  cfg.parallel.cp_strategy = "ulysses";  // softmax has it, but no layer of this model is softmax
+  EXPECT_NE(config_error([&] { cp_preference(cfg, *model); }).find("no layer's mixer implements 'ulysses'"),
             std::string::npos);
 }
 

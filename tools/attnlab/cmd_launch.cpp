@@ -161,8 +161,10 @@ Attempt run_attempt(const LaunchPlan& plan, int64_t port, int64_t restart, const
 }
 
 int run_launch(LaunchPlan plan, std::vector<std::string> args) {
-  if (args.empty() || (args[0] != "train" && !(args.size() > 1 && args[0] == "bench" && args[1] == "collectives")))
-    throw ConfigError({"launch: expected `-- train RECIPE [...]` (or `-- bench collectives`) after the launch options"});
+  const bool bench = args.size() > 1 && args[0] == "bench" && (args[1] == "collectives" || args[1] == "context");
+  if (args.empty() || (args[0] != "train" && !bench))
+    throw ConfigError({"launch: expected `-- train RECIPE [...]` (or `-- bench collectives|context`) after the "
+                       "launch options"});
   if (plan.node_rank >= plan.nnodes)
     throw ConfigError({fmt::format("launch: --node-rank {} is not below --nnodes {}", plan.node_rank, plan.nnodes)});
   if (plan.nnodes > 1 && plan.port == 0) throw ConfigError({"launch: --master-port is required with --nnodes > 1"});

@@ -105,6 +105,7 @@ void add_bench(CLI::App& app, Action& action) {
   });
   add_bench_mixer(*bench, action);
   add_bench_collectives(*bench, action);
+  add_bench_context(*bench, action);
 }
 
 }  // namespace attnlab::cli

@@ -26,6 +26,8 @@ void add_launch(CLI::App& app, Action& action);
 void add_bench_mixer(CLI::App& bench, Action& action);
 /// `bench collectives` (cmd_bench_collectives.cpp).
 void add_bench_collectives(CLI::App& bench, Action& action);
+/// `bench context` (cmd_bench_context.cpp).
+void add_bench_context(CLI::App& bench, Action& action);
 
 /// load_checkpoint(), printing a warning for each newer checkpoint that failed verification.
 Checkpoint load_checkpoint_verbose(const std::string& path);
