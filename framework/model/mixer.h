@@ -18,8 +18,10 @@ namespace attnlab {
 /// How a mixer splits work across context-parallel ranks (docs/parallelism.md, "Context
 /// parallelism"). allgather_kv: attention gathers the keys and values of the whole sequence once.
 /// state_gather: a recurrence publishes each shard's final state and decay in one all-gather;
-/// state_scan: the same combine as a log-depth prefix scan of point-to-point steps. The others
-/// are planned.
+/// state_scan: the same combine as a log-depth prefix scan of point-to-point steps. ulysses:
+/// all-to-all from sequence shards to head shards and back. ring_lse: keys and values passed
+/// around the ring, partial outputs merged by log-sum-exp. ring_sum, halo and serial_state are
+/// for mixers still to come.
 enum class CpStrategy { none, allgather_kv, state_gather, state_scan, ring_lse, ring_sum, halo, serial_state, ulysses };
 const char* to_string(CpStrategy s);
 /// The strategy named `name` (as to_string writes it); nullopt for an unknown name.

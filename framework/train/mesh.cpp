@@ -51,7 +51,7 @@ std::vector<CpStrategy> cp_preference(const RunConfig& cfg, LanguageModelImpl& m
     const auto s = cp_strategy_named(name);
     if (!s || *s == CpStrategy::none)
       throw ConfigError({fmt::format("config: parallel.cp_strategy: unknown strategy '{}', expected auto or a "
-                                     "comma-separated list of allgather_kv, ulysses, state_gather, state_scan", name)});
+                                     "comma-separated list of ulysses, allgather_kv, ring_lse, state_gather, state_scan", name)});
     bool used = false;
     std::string offers;
     for (size_t i = 0; i < model.layers.size(); ++i) {

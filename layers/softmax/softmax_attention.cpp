@@ -14,6 +14,7 @@
 #include "kernels/attention/reference.h"
 #include "layers/common/positions.h"
 #include "layers/common/rotary.h"
+#include "layers/softmax/ring_attention.h"
 
 namespace attnlab::layers {
 namespace {
@@ -63,7 +64,9 @@ at::Tensor SoftmaxAttention::forward(const at::Tensor& x, const MixerContext& ct
   q = q.transpose(1, 2), k = k.transpose(1, 2), v = v.transpose(1, 2);  // [B, H*, T, d]
   const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim_));
   at::Tensor o;
-  if (explicit_positions) {
+  if (sharded && ctx.cp_strategy == CpStrategy::ring_lse) {
+    o = ring_attention(q, k, v, pos, ctx.documents, scale, *ctx.cp);
+  } else if (explicit_positions) {
     // allgather_kv (docs/parallelism.md): every rank gathers the whole sequence's keys and values
     // (autograd reduce-scatters their gradients back) and masks by position and document.
     at::Tensor key_pos = pos, key_doc = ctx.documents;

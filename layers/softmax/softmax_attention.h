@@ -29,8 +29,11 @@ class SoftmaxAttention : public Mixer {
   at::Tensor forward(const at::Tensor& x, const MixerContext& ctx) override;
   std::unique_ptr<MixerState> init_state(int64_t batch, int64_t max_len) override;
   at::Tensor step(const at::Tensor& x_t, MixerState& state) override;
-  /// ulysses (the default where cp divides the heads and kv heads), else allgather_kv.
-  std::vector<CpStrategy> cp_strategies() const override { return {CpStrategy::ulysses, CpStrategy::allgather_kv}; }
+  /// ulysses (the default where cp divides the heads and kv heads), else allgather_kv; ring_lse
+  /// when chosen (docs/parallelism.md compares them).
+  std::vector<CpStrategy> cp_strategies() const override {
+    return {CpStrategy::ulysses, CpStrategy::allgather_kv, CpStrategy::ring_lse};
+  }
   bool cp_supports(CpStrategy s, int64_t ranks) const override {
     return s != CpStrategy::ulysses || (heads_ % ranks == 0 && kv_heads_ % ranks == 0);
   }

@@ -4,7 +4,7 @@
 // shard with the CP group, and check their outputs, their input gradients and the all-reduced
 // parameter gradients against the whole sequence run on this rank alone. The strategies of one
 // mixer must also agree with each other. All of it again with packed documents, against each
-// document run alone. Exit 0 only if every check held.
+// document run alone, and once in fp32 (to 1e-5). Exit 0 only if every check held.
 #include <ATen/ops/arange.h>
 #include <ATen/ops/randn.h>
 #include <ATen/ops/stack.h>
@@ -50,15 +50,17 @@ std::string bytes_between(const std::map<std::string, int64_t>& a, const std::ma
   return out.empty() ? std::string(" none") : out;
 }
 
-/// One variant, with or without packed documents: the whole sequence here, then every strategy
-/// on the shards. Returns the number of strategies checked.
-int check_variant(const testing::MixerVariant& variant, bool packed, Communicator& cp) {
+/// One variant, with or without packed documents, in fp64 (to 1e-10) or fp32 (to 1e-5): the
+/// whole sequence here, then every strategy on the shards. Returns the number of strategies
+/// checked.
+int check_variant(const testing::MixerVariant& variant, bool packed, at::ScalarType dtype, Communicator& cp) {
+  const double tol = dtype == at::kDouble ? 1e-10 : 1e-5;
   const int64_t P = cp.size(), r = cp.rank(), D = 32, B = 2, S = 23, T = P * S;  // not a multiple of a chunk
   at::manual_seed(7);  // the same weights and data on every rank
   auto m = MixerRegistry::instance().find(variant.type)->create(*variant.spec().options, MixerShape{D, 0, 2, 4096});
   if (m->cp_strategies().empty()) return 0;
-  m->to(at::kDouble);
-  at::Tensor x = at::randn({B, T, D}, at::kDouble), wgt = at::randn({B, T, D}, at::kDouble);
+  m->to(dtype);
+  at::Tensor x = at::randn({B, T, D}, dtype), wgt = at::randn({B, T, D}, dtype);
   MixerContext whole;
   if (packed) whole.documents = test_documents(B, T, S);
 
@@ -88,26 +90,26 @@ int check_variant(const testing::MixerVariant& variant, bool packed, Communicato
     at::Tensor ys = mix_documents(*m, xs, ctx);
     const auto after_forward = cp.stats().bytes;
     (ys * wgt.narrow(1, r * S, S)).sum().backward();
-    const std::string tag = variant.label() + (packed ? " packed" : "") + " (" + to_string(strategy) + ", cp " +
-                            std::to_string(P) + ")";
+    const std::string tag = variant.label() + (packed ? " packed" : "") + (dtype == at::kFloat ? " fp32" : "") +
+                            " (" + to_string(strategy) + ", cp " + std::to_string(P) + ")";
     // The bytes this rank handed to each collective (docs/parallelism.md sets them beside the
     // strategy's formula).
-    std::printf("rank %lld: %s bytes: forward%s; backward%s (B %lld, shard %lld tokens, fp64)\n",
+    std::printf("rank %lld: %s bytes: forward%s; backward%s (B %lld, shard %lld tokens)\n",
                 static_cast<long long>(r), tag.c_str(), bytes_between(after_forward, before).c_str(),
                 bytes_between(cp.stats().bytes, after_forward).c_str(), static_cast<long long>(B),
                 static_cast<long long>(S));
-    expect_close(tag + " output shard", ys.detach(), yf.detach().narrow(1, r * S, S), r);
-    expect_close(tag + " input gradient shard", xs.grad(), xf.grad().narrow(1, r * S, S), r);
+    expect_close(tag + " output shard", ys.detach(), yf.detach().narrow(1, r * S, S), r, tol);
+    expect_close(tag + " input gradient shard", xs.grad(), xf.grad().narrow(1, r * S, S), r, tol);
     size_t i = 0;
     for (auto& p : m->named_parameters()) {
       at::Tensor g = p.value().grad().defined() ? p.value().grad().clone() : at::zeros_like(p.value());
       p.value().mutable_grad() = at::Tensor();
       cp.all_reduce(g);  // a parameter's gradient is the sum over the shards
       // Floor: with documents shorter than Hedgehog's window, y = γW / γD and dy/dγ is rounding.
-      expect_close(tag + " gradient of " + p.key(), g, want[i++], r, 1e-10, 1e-3);
+      expect_close(tag + " gradient of " + p.key(), g, want[i++], r, tol, 1e-3);
     }
     if (first_strategy_output.defined())
-      expect_close(tag + " output against the mixer's first strategy", ys.detach(), first_strategy_output, r);
+      expect_close(tag + " output against the mixer's first strategy", ys.detach(), first_strategy_output, r, tol);
     else
       first_strategy_output = ys.detach();
     ++checked;
@@ -127,8 +129,10 @@ int main() {
     return all;
   }(), "cp");
   int tested = 0;
-  for (const testing::MixerVariant& variant : testing::contract_variants())
-    for (bool packed : {false, true}) tested += check_variant(variant, packed, *cp);
+  for (const testing::MixerVariant& variant : testing::contract_variants()) {
+    for (bool packed : {false, true}) tested += check_variant(variant, packed, at::kDouble, *cp);
+    tested += check_variant(variant, /*packed=*/false, at::kFloat, *cp);
+  }
   const int64_t r = cp->rank();
   attnlab::worker::expect(tested > 0, "no registered mixer declares a context-parallel strategy", r);
   std::printf("rank %lld of %lld: %d mixer x strategy x packing cases under context parallelism: %s\n",

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Context parallelism on CPU: one mixer layer (D 256, 4 heads) on one 16K-token sequence at
-# cp = 1, 2, 4 for gla (both state strategies) and softmax (allgather_kv, ulysses), fwd + bwd,
+# cp = 1, 2, 4 for gla (both state strategies) and softmax (ulysses, allgather_kv, ring_lse),
+# forward + backward,
 # slowest rank's median. This box has 2 cores: cp 2 runs one thread per rank, cp 4
 # oversubscribes (the launcher gives each rank max(1, cores / N) threads), so the table shows
 # overheads and volumes rather than speed-ups. Numbers go to docs/benchmarks.md.
@@ -18,3 +19,4 @@ for n in 2 4; do run "$n" --mixer gla --strategy state_scan; done
 run 1 --mixer softmax
 for n in 2 4; do run "$n" --mixer softmax --strategy ulysses; done
 for n in 2 4; do run "$n" --mixer softmax --strategy allgather_kv; done
+for n in 2 4; do run "$n" --mixer softmax --strategy ring_lse; done

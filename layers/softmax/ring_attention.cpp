@@ -1,0 +1,149 @@
+#include "layers/softmax/ring_attention.h"
+
+#include <ATen/TensorOperators.h>
+#include <ATen/ops/cat.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/exp.h>
+#include <ATen/ops/full.h>
+#include <ATen/ops/logaddexp.h>
+#include <ATen/ops/logsumexp.h>
+#include <ATen/ops/matmul.h>
+#include <ATen/ops/zeros_like.h>
+#include <torch/csrc/autograd/custom_function.h>
+
+#include <limits>
+
+#include "framework/dist/communicator.h"
+#include "kernels/linear/api.h"
+
+namespace attnlab::layers {
+namespace {
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+constexpr double kNegInf = -std::numeric_limits<double>::infinity();
+
+/// Every rank's positions and documents (tiny, int64), gathered once: block j's are entry j.
+struct BlockLayout {
+  at::Tensor positions;  ///< [P, B', S] (B' = 1 without per-row positions)
+  at::Tensor documents;  ///< [P, B, S] or undefined
+};
+
+at::Tensor gather_rows(const at::Tensor& x, Communicator& ring) {
+  at::Tensor mine = x.contiguous(), all = at::empty({ring.size() * x.numel()}, x.options());
+  ring.all_gather_into(mine, all);
+  std::vector<int64_t> shape = {ring.size()};
+  for (int64_t s : x.sizes()) shape.push_back(s);
+  return all.view(shape);
+}
+
+BlockLayout gather_layout(const at::Tensor& positions, const at::Tensor& documents, Communicator& ring) {
+  at::Tensor pos = positions.dim() == 1 ? positions.unsqueeze(0) : positions;
+  return {gather_rows(pos.to(at::kLong), ring), documents.defined() ? gather_rows(documents.to(at::kLong), ring)
+                                                                    : at::Tensor()};
+}
+
+/// [B', 1, S, S] bool: may query (this rank's) see key (block j's)?
+at::Tensor visible(const BlockLayout& l, int64_t me, int64_t j) {
+  at::Tensor m = l.positions[j].unsqueeze(1).le(l.positions[me].unsqueeze(2));
+  if (l.documents.defined()) m = m.logical_and(l.documents[j].unsqueeze(1).eq(l.documents[me].unsqueeze(2)));
+  return m.unsqueeze(1);
+}
+
+/// kv [B, Hkv, S, c] -> [B, H, S, c] (GQA: each kv head serves H / Hkv query heads).
+at::Tensor widen(const at::Tensor& kv, int64_t H) {
+  return kv.size(1) == H ? kv : kv.repeat_interleave(H / kv.size(1), 1);
+}
+/// The reverse for gradients: sum over the query heads of each kv head.
+at::Tensor narrow_heads(const at::Tensor& g, int64_t Hkv) {
+  if (g.size(1) == Hkv) return g;
+  return g.view({g.size(0), Hkv, g.size(1) / Hkv, g.size(2), g.size(3)}).sum(2);
+}
+
+/// Sends `mine` one rank up the ring and returns what the rank below sent.
+at::Tensor pass_on(const at::Tensor& mine, Communicator& ring) {
+  at::Tensor out = mine.contiguous(), in = at::empty_like(out);
+  const int64_t P = ring.size(), r = ring.rank();
+  ring.exchange(out, (r + 1) % P, in, (r + P - 1) % P);
+  return in;
+}
+
+class RingAttention : public torch::autograd::Function<RingAttention> {
+ public:
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& q_in, const at::Tensor& k_in,
+                            const at::Tensor& v_in, double scale, Communicator* ring, const BlockLayout* where) {
+    const auto acc = kernels::linear_state_dtype(q_in.scalar_type());
+    const int64_t P = ring->size(), r = ring->rank(), H = q_in.size(1), d = q_in.size(3);
+    at::Tensor q = q_in.to(acc), kv = at::cat({k_in.to(acc), v_in.to(acc)}, -1);  // one message per hop
+    const BlockLayout& layout = *where;
+    at::Tensor out = at::zeros_like(q), lse = at::full({q.size(0), H, q.size(2), 1}, kNegInf, q.options());
+    for (int64_t step = 0; step < P; ++step) {
+      const int64_t j = (r - step + P) % P;  // the block visiting now
+      const at::Tensor mask = visible(layout, r, j);
+      if (mask.any().item<bool>()) {
+        at::Tensor k = widen(kv.narrow(-1, 0, d), H), v = widen(kv.narrow(-1, d, d), H);
+        at::Tensor s = (at::matmul(q, k.transpose(-1, -2)) * scale).masked_fill(mask.logical_not(), kNegInf);
+        // Merge by log-sum-exp; step 0 is this rank's own block, which holds every query's
+        // diagonal, so lse is finite from then on and no −inf − (−inf) appears.
+        at::Tensor merged = at::logaddexp(lse, at::logsumexp(s, -1, true));
+        out = out * at::exp(lse - merged) + at::matmul(at::exp(s - merged), v);
+        lse = merged;
+      }
+      if (step + 1 < P) kv = pass_on(kv, *ring);
+    }
+    ctx->save_for_backward({q_in, k_in, v_in, out, lse});
+    ctx->saved_data["scale"] = scale;
+    ctx->saved_data["ring"] = reinterpret_cast<int64_t>(ring);
+    ctx->saved_data["positions"] = layout.positions;
+    ctx->saved_data["has_documents"] = layout.documents.defined();
+    if (layout.documents.defined()) ctx->saved_data["documents"] = layout.documents;
+    return out.to(q_in.scalar_type());
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    auto saved = ctx->get_saved_variables();
+    const at::Tensor &q_in = saved[0], &k_in = saved[1], &v_in = saved[2], &out = saved[3], &lse = saved[4];
+    auto* ring = reinterpret_cast<Communicator*>(ctx->saved_data["ring"].toInt());
+    const double scale = ctx->saved_data["scale"].toDouble();
+    BlockLayout layout{ctx->saved_data["positions"].toTensor(), ctx->saved_data["has_documents"].toBool()
+                                                                     ? ctx->saved_data["documents"].toTensor()
+                                                                     : at::Tensor()};
+    const auto acc = out.scalar_type();
+    const int64_t P = ring->size(), r = ring->rank(), H = q_in.size(1), Hkv = k_in.size(1), d = q_in.size(3);
+    at::Tensor q = q_in.to(acc), dout = grads[0].to(acc);
+    at::Tensor D = (dout * out).sum(-1, true);  // rowsum(dO ∘ O)
+    at::Tensor dq = at::zeros_like(q);
+    // The travelling block: k | v | dk | dv, [B, Hkv, S, 4d]; dk, dv gather every rank's share.
+    at::Tensor blk = at::cat({k_in.to(acc), v_in.to(acc), at::zeros_like(k_in, acc), at::zeros_like(v_in, acc)}, -1);
+    for (int64_t step = 0; step < P; ++step) {
+      const int64_t j = (r - step + P) % P;
+      const at::Tensor mask = visible(layout, r, j);
+      if (mask.any().item<bool>()) {
+        at::Tensor k = widen(blk.narrow(-1, 0, d), H), v = widen(blk.narrow(-1, d, d), H);
+        at::Tensor s = (at::matmul(q, k.transpose(-1, -2)) * scale).masked_fill(mask.logical_not(), kNegInf);
+        at::Tensor p = at::exp(s - lse);                           // this block's attention weights
+        at::Tensor ds = p * (at::matmul(dout, v.transpose(-1, -2)) - D);
+        dq = dq + at::matmul(ds, k) * scale;
+        at::Tensor dk = narrow_heads(at::matmul(ds.transpose(-1, -2), q) * scale, Hkv);
+        at::Tensor dv = narrow_heads(at::matmul(p.transpose(-1, -2), dout), Hkv);
+        blk = at::cat({blk.narrow(-1, 0, 2 * d), blk.narrow(-1, 2 * d, d) + dk, blk.narrow(-1, 3 * d, d) + dv}, -1);
+      }
+      // P hops in all: after the last one every block's dk, dv are back at their owner.
+      blk = step + 1 < P ? pass_on(blk, *ring) : pass_on(blk.narrow(-1, 2 * d, 2 * d), *ring);
+    }
+    at::Tensor dk = blk.narrow(-1, 0, d), dv = blk.narrow(-1, d, d);
+    return {dq.to(q_in.scalar_type()), dk.to(k_in.scalar_type()), dv.to(v_in.scalar_type()),
+            at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
+}  // namespace
+
+at::Tensor ring_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& positions,
+                          const at::Tensor& documents, double scale, Communicator& ring) {
+  TORCH_CHECK(q.dim() == 4 && k.dim() == 4 && q.size(1) % k.size(1) == 0, "ring attention: q [B, H, S, d] and k ",
+              "[B, Hkv, S, d] with H a multiple of Hkv, got ", q.sizes(), " and ", k.sizes());
+  const BlockLayout layout = gather_layout(positions.to(q.device()), documents, ring);
+  return RingAttention::apply(q, k, v, scale, &ring, &layout);
+}
+
+}  // namespace attnlab::layers
