@@ -8,6 +8,9 @@
 #include <ATen/ops/logaddexp.h>
 #include <ATen/ops/logsumexp.h>
 #include <ATen/ops/matmul.h>
+#include <ATen/ops/ones.h>
+#include <ATen/ops/_scaled_dot_product_flash_attention_for_cpu.h>
+#include <ATen/ops/_scaled_dot_product_flash_attention_for_cpu_backward.h>
 #include <ATen/ops/zeros_like.h>
 #include <torch/csrc/autograd/custom_function.h>
 
@@ -49,6 +52,24 @@ at::Tensor visible(const BlockLayout& l, int64_t me, int64_t j) {
   return m.unsqueeze(1);
 }
 
+/// How a visiting block is computed: nothing visible; every key visible to every query, or the
+/// causal triangle (the rank's own block under contiguous shards), both by the CPU flash kernel
+/// with its log-sum-exp; anything else (documents, other layouts) by masked composite ops.
+enum class Block { skip, full, causal, masked };
+
+Block kind_of(const at::Tensor& mask, bool own, bool flash) {
+  if (!mask.any().item<bool>()) return Block::skip;
+  if (!flash) return Block::masked;
+  if (mask.all().item<bool>()) return Block::full;
+  const int64_t S = mask.size(-1);
+  if (own && mask.size(-2) == S && mask.equal(at::ones({S, S}, mask.options()).tril().expand_as(mask)))
+    return Block::causal;
+  return Block::masked;
+}
+
+/// The flash kernel runs on CPU tensors of one floating dtype (not on CUDA here).
+bool can_flash(const at::Tensor& q) { return !q.is_cuda(); }
+
 /// kv [B, Hkv, S, c] -> [B, H, S, c] (GQA: each kv head serves H / Hkv query heads).
 at::Tensor widen(const at::Tensor& kv, int64_t H) {
   return kv.size(1) == H ? kv : kv.repeat_interleave(H / kv.size(1), 1);
@@ -79,14 +100,23 @@ class RingAttention : public torch::autograd::Function<RingAttention> {
     for (int64_t step = 0; step < P; ++step) {
       const int64_t j = (r - step + P) % P;  // the block visiting now
       const at::Tensor mask = visible(layout, r, j);
-      if (mask.any().item<bool>()) {
-        at::Tensor k = widen(kv.narrow(-1, 0, d), H), v = widen(kv.narrow(-1, d, d), H);
-        at::Tensor s = (at::matmul(q, k.transpose(-1, -2)) * scale).masked_fill(mask.logical_not(), kNegInf);
+      const Block kind = kind_of(mask, j == r, can_flash(q));
+      if (kind != Block::skip) {
+        at::Tensor k = widen(kv.narrow(-1, 0, d), H).contiguous(), v = widen(kv.narrow(-1, d, d), H).contiguous();
         // Merge by log-sum-exp; step 0 is this rank's own block, which holds every query's
         // diagonal, so lse is finite from then on and no −inf − (−inf) appears.
-        at::Tensor merged = at::logaddexp(lse, at::logsumexp(s, -1, true));
-        out = out * at::exp(lse - merged) + at::matmul(at::exp(s - merged), v);
-        lse = merged;
+        if (kind == Block::masked) {
+          at::Tensor s = (at::matmul(q, k.transpose(-1, -2)) * scale).masked_fill(mask.logical_not(), kNegInf);
+          at::Tensor merged = at::logaddexp(lse, at::logsumexp(s, -1, true));
+          out = out * at::exp(lse - merged) + at::matmul(at::exp(s - merged), v);
+          lse = merged;
+        } else {
+          auto [o_blk, lse_blk] =
+              at::_scaled_dot_product_flash_attention_for_cpu(q, k, v, 0.0, kind == Block::causal, {}, scale);
+          at::Tensor l = lse_blk.unsqueeze(-1).to(acc), merged = at::logaddexp(lse, l);
+          out = out * at::exp(lse - merged) + o_blk.to(acc) * at::exp(l - merged);
+          lse = merged;
+        }
       }
       if (step + 1 < P) kv = pass_on(kv, *ring);
     }
@@ -117,15 +147,24 @@ class RingAttention : public torch::autograd::Function<RingAttention> {
     for (int64_t step = 0; step < P; ++step) {
       const int64_t j = (r - step + P) % P;
       const at::Tensor mask = visible(layout, r, j);
-      if (mask.any().item<bool>()) {
-        at::Tensor k = widen(blk.narrow(-1, 0, d), H), v = widen(blk.narrow(-1, d, d), H);
-        at::Tensor s = (at::matmul(q, k.transpose(-1, -2)) * scale).masked_fill(mask.logical_not(), kNegInf);
-        at::Tensor p = at::exp(s - lse);                           // this block's attention weights
-        at::Tensor ds = p * (at::matmul(dout, v.transpose(-1, -2)) - D);
-        dq = dq + at::matmul(ds, k) * scale;
-        at::Tensor dk = narrow_heads(at::matmul(ds.transpose(-1, -2), q) * scale, Hkv);
-        at::Tensor dv = narrow_heads(at::matmul(p.transpose(-1, -2), dout), Hkv);
-        blk = at::cat({blk.narrow(-1, 0, 2 * d), blk.narrow(-1, 2 * d, d) + dk, blk.narrow(-1, 3 * d, d) + dv}, -1);
+      const Block kind = kind_of(mask, j == r, can_flash(q));
+      if (kind != Block::skip) {
+        at::Tensor k = widen(blk.narrow(-1, 0, d), H).contiguous(), v = widen(blk.narrow(-1, d, d), H).contiguous();
+        at::Tensor dk, dv;
+        if (kind == Block::masked) {
+          at::Tensor s = (at::matmul(q, k.transpose(-1, -2)) * scale).masked_fill(mask.logical_not(), kNegInf);
+          at::Tensor p = at::exp(s - lse);                           // this block's attention weights
+          at::Tensor ds = p * (at::matmul(dout, v.transpose(-1, -2)) - D);
+          dq = dq + at::matmul(ds, k) * scale;
+          dk = at::matmul(ds.transpose(-1, -2), q) * scale, dv = at::matmul(p.transpose(-1, -2), dout);
+        } else {
+          // The flash backward with the GLOBAL output and lse gives this block's exact share.
+          auto [dq_b, dk_b, dv_b] = at::_scaled_dot_product_flash_attention_for_cpu_backward(
+              dout, q, k, v, out, lse.squeeze(-1), 0.0, kind == Block::causal, {}, scale);
+          dq = dq + dq_b, dk = dk_b, dv = dv_b;
+        }
+        blk = at::cat({blk.narrow(-1, 0, 2 * d), blk.narrow(-1, 2 * d, d) + narrow_heads(dk, Hkv),
+                       blk.narrow(-1, 3 * d, d) + narrow_heads(dv, Hkv)}, -1);
       }
       // P hops in all: after the last one every block's dk, dv are back at their owner.
       blk = step + 1 < P ? pass_on(blk, *ring) : pass_on(blk.narrow(-1, 2 * d, 2 * d), *ring);
