@@ -2,8 +2,6 @@
 
 #include <ATen/ops/zeros.h>
 
-#include "framework/dist/communicator.h"
-#include "framework/model/documents.h"
 #include "layers/common/sharded_linear.h"
 
 namespace attnlab::layers {
@@ -23,7 +21,6 @@ double linear_attention_flops_per_token(int64_t heads, int64_t dk, int64_t dv, i
 std::vector<CpStrategy> LinearStateMixer::cp_strategies() const { return linear_cp_strategies(); }
 
 at::Tensor LinearStateMixer::forward(const at::Tensor& x, const MixerContext& ctx) {
-  if (ctx.documents.defined() && !(ctx.cp && ctx.cp->size() > 1)) return mix_as_document_rows(*this, x, ctx);
   return mix(x, {}, ctx).first;
 }
 

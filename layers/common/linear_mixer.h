@@ -39,7 +39,8 @@ class LinearStateMixer : public Mixer {
   at::Tensor step(const at::Tensor& x_t, MixerState& state) override;
   /// mix() runs the kernel through linear_attention_in_context (layers/common/sharded_linear.h).
   std::vector<CpStrategy> cp_strategies() const override;
-  /// Whole sequences run each document as a row; shards reset the state at boundaries.
+  /// The kernel runs each document piece as a row (the projections, norms and gates are per
+  /// token and need nothing); shards also reset the state passed between them.
   bool handles_documents() const override { return true; }
 
  protected:

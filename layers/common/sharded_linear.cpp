@@ -74,8 +74,9 @@ struct LocalRun {
   at::Tensor continues;  ///< [B, 1, 1] bool: the shard's only piece continues the previous rank's
 };
 
-/// Packed documents in a shard: each piece of a document runs as a row of its own; a row's
-/// state passes on only if the shard is one piece of the document the previous shard ended in.
+/// Packed documents: each document piece of the call runs as a row of its own. Under context
+/// parallelism a row's state passes on only if the shard is one piece of the document the
+/// previous shard ended in (reads and continues say so; undefined on a whole sequence).
 LocalRun run_pieces(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& g,
                     const kernels::LinearAttentionOptions& opts, const MixerContext& ctx) {
   const int64_t B = q.size(0), H = q.size(1), S = q.size(2), dk = q.size(3);
@@ -84,14 +85,16 @@ LocalRun run_pieces(const at::Tensor& q, const at::Tensor& k, const at::Tensor& 
               B, ", ", S, "], got ", docs.sizes());
   const DocumentRows computed = ctx.document_rows ? DocumentRows{} : document_rows(docs);
   const DocumentRows& rows = ctx.document_rows ? *ctx.document_rows : computed;
-  // The last document id of every rank's shard, to know where the previous shard ended.
-  at::Tensor last = docs.select(1, S - 1).contiguous(), all_last = at::empty({ctx.cp->size() * B}, last.options());
-  ctx.cp->all_gather_into(last, all_last);
-  const int64_t r = ctx.cp->rank();
-  at::Tensor before = r > 0 ? all_last.narrow(0, (r - 1) * B, B) : at::full_like(last, -1);
   LocalRun run;
-  run.reads = docs.eq(before.unsqueeze(1)).view({B, 1, S, 1});
-  run.continues = last.eq(before).view({B, 1, 1});
+  if (ctx.cp && ctx.cp->size() > 1) {
+    // The last document id of every rank's shard, to know where the previous shard ended.
+    at::Tensor last = docs.select(1, S - 1).contiguous(), all_last = at::empty({ctx.cp->size() * B}, last.options());
+    ctx.cp->all_gather_into(last, all_last);
+    const int64_t r = ctx.cp->rank();
+    at::Tensor before = r > 0 ? all_last.narrow(0, (r - 1) * B, B) : at::full_like(last, -1);
+    run.reads = docs.eq(before.unsqueeze(1)).view({B, 1, S, 1});
+    run.continues = last.eq(before).view({B, 1, 1});
+  }
   if (rows.trivial) {
     auto local = kernels::linear_attention(q, k, v, g, {}, opts);
     run.out = local.out, run.state = local.final_state;
@@ -118,7 +121,12 @@ kernels::LinearAttentionResult linear_attention_in_context(const at::Tensor& q, 
                                                            const MixerContext& ctx) {
   kernels::LinearAttentionOptions opts = base;
   opts.kernel = ctx.kernel;
-  if (!ctx.cp || ctx.cp->size() == 1) return kernels::linear_attention(q, k, v, g, s0, opts);
+  if (!ctx.cp || ctx.cp->size() == 1) {
+    if (!ctx.documents.defined()) return kernels::linear_attention(q, k, v, g, s0, opts);
+    TORCH_CHECK(!s0.defined(), "linear attention: an initial state cannot be combined with packed documents");
+    LocalRun pieces = run_pieces(q, k, v, g, opts, ctx);  // the kernel on document rows only
+    return {pieces.out, pieces.state};
+  }
   TORCH_CHECK(!s0.defined(), "linear attention: an initial state cannot be combined with context parallelism");
   TORCH_CHECK(ctx.cp_strategy == CpStrategy::state_gather || ctx.cp_strategy == CpStrategy::state_scan,
               "linear attention: context-parallel strategy ", to_string(ctx.cp_strategy),

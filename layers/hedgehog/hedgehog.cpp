@@ -13,7 +13,6 @@
 
 #include "framework/dist/communicator.h"
 #include "framework/dist/sequence_collectives.h"
-#include "framework/model/documents.h"
 #include "layers/common/linear_mixer.h"
 #include "layers/common/positions.h"
 #include "layers/common/rotary.h"
@@ -99,9 +98,7 @@ std::pair<WindowHalo, at::Tensor> Hedgehog::halo(const at::Tensor& k, const at::
 
 at::Tensor Hedgehog::forward(const at::Tensor& x, const MixerContext& ctx) {
   const int64_t B = x.size(0), T = x.size(1);
-  const bool sharded = ctx.cp && ctx.cp->size() > 1;
-  // A whole sequence of packed documents runs as rows; a shard masks and resets by document.
-  if (ctx.documents.defined() && !sharded) return mix_as_document_rows(*this, x, ctx);
+  // Packed documents: the window masks them, the linear sums reset at them (also across shards).
   auto [q, k, v] = project(x, call_positions(ctx, B, T, x.device(), "hedgehog"));
   at::Tensor phi_q = q_map->forward(q), phi_k = k_map->forward(k);  // [B, H, T, 2f]
   kernels::LinearAttentionOptions kopts = kernel_;
@@ -113,7 +110,7 @@ at::Tensor Hedgehog::forward(const at::Tensor& x, const MixerContext& ctx) {
   if (o_.window > 0) {
     auto [window_halo, exchanged] = halo(k, v, ctx);
     y = sliding_window_hybrid_attention(q, k, v, phi_q, phi_k, at::sigmoid(window_logit), o_.window, linear,
-                                        window_halo, sharded ? ctx.documents : at::Tensor());
+                                        window_halo, ctx.documents);
     y = tie_to_graph(y, exchanged);  // rank 0 uses none of it
   } else {
     y = normalized_linear_attention(phi_q, phi_k, v, o_.eps, linear);

@@ -53,7 +53,7 @@ class Hedgehog : public Mixer {
   at::Tensor step(const at::Tensor& x_t, MixerState& state) override;
   /// The linear sums are sharded (state_gather / state_scan); the window takes a halo.
   std::vector<CpStrategy> cp_strategies() const override;
-  /// Whole sequences run each document as a row; shards mask and reset by document.
+  /// Masks and resets by document itself (positions restart per document).
   bool handles_documents() const override { return true; }
   double extra_flops_per_token(int64_t seq_len) const override;
   void reset_special_parameters() override;

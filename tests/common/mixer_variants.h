@@ -2,6 +2,7 @@
 // registered mixer at its defaults, plus the option sets that take a different code path, so a
 // test over "every mixer" also covers e.g. Hedgehog's sliding-window hybrid.
 #pragma once
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -16,6 +17,9 @@ struct MixerVariant {
   std::string label() const { return options == "{}" ? type : type + " " + options; }
   MixerSpec spec() const { return mixer_spec(type, options); }
 };
+
+/// How GoogleTest prints a variant (test names and parameters).
+inline void PrintTo(const MixerVariant& v, std::ostream* os) { *os << v.label(); }
 
 inline std::vector<MixerVariant> contract_variants() {
   std::vector<MixerVariant> out;

@@ -1,4 +1,4 @@
-// Packed documents, for EVERY registered mixer (new mixers get this for free): a row holding
+// Packed documents, for EVERY registered mixer and option variant (new mixers get this for free): a row holding
 // documents [a | b | c] gives exactly the outputs and gradients of a, b and c run alone (fp64),
 // with a boundary inside a kernel chunk and a one-token document. And the row layout itself:
 // document ids from EOTs, rows and back, refusal of decreasing ids.
@@ -10,9 +10,12 @@
 #include <ATen/ops/zeros.h>
 #include <gtest/gtest.h>
 
+#include <cctype>
+
 #include "framework/config/run_config.h"
 #include "framework/model/documents.h"
 #include "framework/model/language_model.h"
+#include "tests/common/mixer_variants.h"
 #include "tests/common/test_util.h"
 
 namespace attnlab {
@@ -20,9 +23,8 @@ namespace {
 
 constexpr int64_t kDim = 32;
 
-std::shared_ptr<Mixer> make_mixer(const std::string& name) {
-  auto m = MixerRegistry::instance().find(name)->create(*default_mixer_spec(name).options,
-                                                          MixerShape{kDim, 0, 2, 256});
+std::shared_ptr<Mixer> make_mixer(const testing::MixerVariant& variant) {
+  auto m = MixerRegistry::instance().find(variant.type)->create(*variant.spec().options, MixerShape{kDim, 0, 2, 256});
   m->to(at::kDouble);
   return m;
 }
@@ -37,7 +39,7 @@ void zero_gradients(Mixer& m) {
   for (auto& p : m.parameters()) p.mutable_grad() = at::Tensor();
 }
 
-class PackedDocuments : public ::testing::TestWithParam<std::string> {
+class PackedDocuments : public ::testing::TestWithParam<testing::MixerVariant> {
  protected:
   void SetUp() override { at::manual_seed(0); }
 };
@@ -88,8 +90,14 @@ TEST_P(PackedDocuments, APackedRowEqualsItsDocumentsRunAlone) {
   EXPECT_GT(testing::rel_rms(leaky[0].narrow(0, 37, 49), packed.detach()[0].narrow(0, 37, 49)), 1e-6);
 }
 
-INSTANTIATE_TEST_SUITE_P(AllMixers, PackedDocuments, ::testing::ValuesIn(MixerRegistry::instance().names()),
-                         [](const auto& info) { return info.param; });
+// Every registered mixer and option variant (tests/common/mixer_variants.h).
+INSTANTIATE_TEST_SUITE_P(AllMixers, PackedDocuments, ::testing::ValuesIn(testing::contract_variants()),
+                         [](const auto& info) {
+                           std::string name = info.param.label();
+                           for (char& c : name)
+                             if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
+                           return name;
+                         });
 
 TEST(DocumentRows, DocumentsStartAfterEachEotAndRowsRoundTrip) {
   const int64_t eot = 9;
