@@ -2,6 +2,7 @@
 
 #include <ATen/TensorOperators.h>
 #include <ATen/ops/matmul.h>
+#include <ATen/ops/any.h>
 #include <ATen/ops/ones.h>
 #include <ATen/ops/softmax.h>
 #include <ATen/ops/tril.h>
@@ -25,7 +26,9 @@ at::Tensor causal_attention_reference(const at::Tensor& q, const at::Tensor& k,
   at::Tensor scores = at::matmul(q.to(acc), kk.transpose(-1, -2)) * scale;  // [B, H, Tq, Tk]
   at::Tensor keep = at::ones({Tq, Tk}, q.options().dtype(at::kBool)).tril(Tk - Tq);
   scores = scores.masked_fill(keep.logical_not(), -std::numeric_limits<double>::infinity());
-  at::Tensor p = at::softmax(scores, -1);
+  // A query with no visible key (Tq > Tk, bottom-right) gets output 0, not softmax's NaN.
+  at::Tensor has_key = keep.any(-1, /*keepdim=*/true);
+  at::Tensor p = at::softmax(scores.masked_fill(has_key.logical_not(), 0.0), -1) * has_key.to(scores.scalar_type());
   return at::matmul(p, vv).to(q.scalar_type());
 }
 

@@ -7,7 +7,8 @@
 namespace attnlab::kernels {
 
 /// q [B, H, Tq, d], k/v [B, Hkv, Tk, d] with H % Hkv == 0 (GQA: head h reads kv head h / (H/Hkv)).
-/// Returns [B, H, Tq, d]. Scores and softmax in fp32 (or fp64 for fp64 inputs).
+/// Returns [B, H, Tq, d]. Scores and softmax in fp32 (or fp64 for fp64 inputs). A query that
+/// sees no key (Tq > Tk) gets 0.
 at::Tensor causal_attention_reference(const at::Tensor& q, const at::Tensor& k,
                                       const at::Tensor& v, double scale);
 

@@ -11,6 +11,7 @@
 #include "framework/dist/communicator.h"
 #include "framework/dist/sequence_collectives.h"
 #include "framework/model/documents.h"
+#include "kernels/attention/fused_cpu.h"
 #include "kernels/attention/reference.h"
 #include "layers/common/positions.h"
 #include "layers/common/rotary.h"
@@ -91,6 +92,7 @@ at::Tensor SoftmaxAttention::causal(const at::Tensor& q, const at::Tensor& k, co
                                     const std::string& kernel) const {
   const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim_));
   if (kernel == "reference") return kernels::causal_attention_reference(q, k, v, scale);
+  if (kernel == "fused" && !q.is_cuda()) return kernels::causal_attention_fused(q, k, v, scale);
   // enable_gqa only when needed: with it set, CPU SDPA leaves the flash kernel for the slower
   // math path (measured: docs/benchmarks.md).
   return at::scaled_dot_product_attention(q, k, v, /*attn_mask=*/{}, /*dropout_p=*/0.0, /*is_causal=*/true, scale,
