@@ -3,6 +3,8 @@
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
+#include <ATen/ops/from_blob.h>
+#include <ATen/ops/mm.h>
 #include <ATen/ops/zeros.h>
 #include <torch/csrc/autograd/custom_function.h>
 
@@ -32,6 +34,25 @@ T dot(const T* a, const T* b, int64_t n) {
   return s;
 }
 
+/// A row-major [rows, cols] view of raw memory with leading dimension `ld`, for tile GEMMs
+/// (at::mm inside at::parallel_for runs on the calling thread).
+template <class T>
+at::Tensor view(const T* p, int64_t rows, int64_t cols, int64_t ld) {
+  return at::from_blob(const_cast<T*>(p), {rows, cols}, {ld, 1}, at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value));
+}
+
+/// Masks a score tile (row a may see columns < limit(a)) and returns exp(scale·s − L_a): the
+/// attention weights P of the tile, computed from the stored log-sum-exp.
+template <class T, class Limit>
+void weights_from_lse(T* s, int64_t rows, int64_t cols, int64_t ld, T scale, const T* L, Limit limit) {
+  for (int64_t a = 0; a < rows; ++a) {
+    const int64_t n = std::clamp<int64_t>(limit(a), 0, cols);
+    T* row = s + a * ld;
+    for (int64_t c = 0; c < n; ++c) row[c] = std::exp(scale * row[c] - L[a]);
+    for (int64_t c = n; c < cols; ++c) row[c] = 0;
+  }
+}
+
 /// O and L (= m + log ℓ; +∞ for a row with no visible key, whose output is 0).
 template <class T>
 void forward_kernel(const T* q, const T* k, const T* v, T* o, T* lse, const Dims& D, T scale) {
@@ -47,30 +68,25 @@ void forward_kernel(const T* q, const T* k, const T* v, T* o, T* lse, const Dims
       std::fill(m.begin(), m.end(), -std::numeric_limits<T>::infinity());
       std::fill(l.begin(), l.end(), T(0));
       std::fill(acc.begin(), acc.end(), T(0));
+      at::Tensor acc_t = view(acc.data(), rows, D.d, D.d);
       const int64_t keys = std::max<int64_t>(0, D.key_end(i0 + rows - 1));  // causal: stop at the diagonal
       for (int64_t j0 = 0; j0 < keys; j0 += kTile) {
         const int64_t cols = std::min(kTile, keys - j0);
+        at::Tensor s_t = view(s.data(), rows, cols, kTile);
+        at::mm_out(s_t, view(qb, rows, D.d, D.d), view(kb + j0 * D.d, cols, D.d, D.d).t());  // Q_I K_Jᵀ
         for (int64_t a = 0; a < rows; ++a) {
-          const int64_t limit = D.key_end(i0 + a) - j0;  // columns < limit are visible
-          if (limit <= 0) continue;
-          const int64_t n = std::min(cols, limit);
+          const int64_t n = std::clamp<int64_t>(D.key_end(i0 + a) - j0, 0, cols);  // visible columns
+          T* row = s.data() + a * kTile;
           T row_max = m[a];
-          for (int64_t c = 0; c < n; ++c) {
-            s[a * kTile + c] = scale * dot(qb + a * D.d, kb + (j0 + c) * D.d, D.d);
-            row_max = std::max(row_max, s[a * kTile + c]);
-          }
-          const T alpha = std::exp(m[a] - row_max);  // m = −∞ the first time: alpha = 0
-          T* acc_a = acc.data() + a * D.d;
-          for (int64_t x = 0; x < D.d; ++x) acc_a[x] *= alpha;
+          for (int64_t c = 0; c < n; ++c) row[c] *= scale, row_max = std::max(row_max, row[c]);
+          const T alpha = n > 0 ? std::exp(m[a] - row_max) : T(1);  // m = −∞ the first time: 0
           T sum = 0;
-          for (int64_t c = 0; c < n; ++c) {
-            const T p = std::exp(s[a * kTile + c] - row_max);
-            sum += p;
-            const T* vj = vb + (j0 + c) * D.d;
-            for (int64_t x = 0; x < D.d; ++x) acc_a[x] += p * vj[x];
-          }
-          l[a] = l[a] * alpha + sum, m[a] = row_max;
+          for (int64_t c = 0; c < n; ++c) row[c] = std::exp(row[c] - row_max), sum += row[c];
+          for (int64_t c = n; c < cols; ++c) row[c] = 0;
+          for (int64_t x = 0; x < D.d; ++x) acc[a * D.d + x] *= alpha;
+          if (n > 0) l[a] = l[a] * alpha + sum, m[a] = row_max;
         }
+        acc_t.addmm_(s_t, view(vb + j0 * D.d, cols, D.d, D.d));  // + P̃ V_J
       }
       for (int64_t a = 0; a < rows; ++a) {
         T* oa = o + (bh * D.Tq + i0 + a) * D.d;
@@ -83,7 +99,8 @@ void forward_kernel(const T* q, const T* k, const T* v, T* o, T* lse, const Dims
 }
 
 /// dQ (parallel over query tiles) and dK, dV (parallel over kv heads and key tiles: a key tile
-/// sums over the G query heads of its kv head, so nothing is written twice).
+/// sums over the G query heads of its kv head, so nothing is written twice). Every tile pair
+/// recomputes S = Q_I K_Jᵀ and dP = dO_I V_Jᵀ by GEMM; P = exp(scale·S − L), dS = P ∘ (dP − D).
 template <class T>
 void backward_kernel(const T* q, const T* k, const T* v, const T* o, const T* lse, const T* dout, T* dq, T* dk,
                      T* dv, const Dims& D, T scale) {
@@ -91,46 +108,46 @@ void backward_kernel(const T* q, const T* k, const T* v, const T* o, const T* ls
   at::parallel_for(0, D.B * D.H * D.Tq, 1024, [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) Drow[r] = dot(dout + r * D.d, o + r * D.d, D.d);
   });
-  // P_ij and dS_ij = P_ij (dO_i · v_j − D_i) for query row r = (bh, i) and key j of kv row kvb.
-  auto p_and_ds = [&](int64_t bh, int64_t i, int64_t kvb, int64_t j, T& p, T& ds) {
-    const T* qi = q + (bh * D.Tq + i) * D.d;
-    p = std::exp(scale * dot(qi, k + (kvb * D.Tk + j) * D.d, D.d) - lse[bh * D.Tq + i]);
-    ds = p * (dot(dout + (bh * D.Tq + i) * D.d, v + (kvb * D.Tk + j) * D.d, D.d) - Drow[bh * D.Tq + i]);
+  // The weights P and score gradients dS of tile (I, J) into p and ds ([rows, kTile]).
+  auto tile_grads = [&](int64_t bh, int64_t i0, int64_t rows, int64_t kvb, int64_t j0, int64_t cols, T* p, T* ds) {
+    at::Tensor p_t = view(p, rows, cols, kTile), ds_t = view(ds, rows, cols, kTile);
+    at::mm_out(p_t, view(q + (bh * D.Tq + i0) * D.d, rows, D.d, D.d), view(k + (kvb * D.Tk + j0) * D.d, cols, D.d, D.d).t());
+    weights_from_lse(p, rows, cols, kTile, scale, lse + bh * D.Tq + i0, [&](int64_t a) { return D.key_end(i0 + a) - j0; });
+    at::mm_out(ds_t, view(dout + (bh * D.Tq + i0) * D.d, rows, D.d, D.d), view(v + (kvb * D.Tk + j0) * D.d, cols, D.d, D.d).t());
+    for (int64_t a = 0; a < rows; ++a)
+      for (int64_t c = 0; c < cols; ++c) ds[a * kTile + c] = p[a * kTile + c] * (ds[a * kTile + c] - Drow[bh * D.Tq + i0 + a]);
   };
   const int64_t q_tiles = (D.Tq + kTile - 1) / kTile, k_tiles = (D.Tk + kTile - 1) / kTile;
   at::parallel_for(0, D.B * D.H * q_tiles, 1, [&](int64_t begin, int64_t end) {
+    std::vector<T> p(kTile * kTile), ds(kTile * kTile);
     for (int64_t w = begin; w < end; ++w) {
       const int64_t bh = w / q_tiles, i0 = (w % q_tiles) * kTile, rows = std::min(kTile, D.Tq - i0);
       const int64_t kvb = (bh / D.H) * D.Hkv + (bh % D.H) / D.group();
-      for (int64_t i = i0; i < i0 + rows; ++i) {
-        T* dqi = dq + (bh * D.Tq + i) * D.d;
-        for (int64_t j = 0; j < D.key_end(i); ++j) {
-          T p, ds;
-          p_and_ds(bh, i, kvb, j, p, ds);
-          const T* kj = k + (kvb * D.Tk + j) * D.d;
-          for (int64_t x = 0; x < D.d; ++x) dqi[x] += scale * ds * kj[x];
-        }
+      at::Tensor dq_t = view(dq + (bh * D.Tq + i0) * D.d, rows, D.d, D.d);
+      const int64_t keys = std::max<int64_t>(0, D.key_end(i0 + rows - 1));
+      for (int64_t j0 = 0; j0 < keys; j0 += kTile) {
+        const int64_t cols = std::min(kTile, keys - j0);
+        tile_grads(bh, i0, rows, kvb, j0, cols, p.data(), ds.data());
+        dq_t.addmm_(view(ds.data(), rows, cols, kTile), view(k + (kvb * D.Tk + j0) * D.d, cols, D.d, D.d), 1, scale);
       }
     }
   });
   at::parallel_for(0, D.B * D.Hkv * k_tiles, 1, [&](int64_t begin, int64_t end) {
+    std::vector<T> p(kTile * kTile), ds(kTile * kTile);
     for (int64_t w = begin; w < end; ++w) {
       const int64_t kvb = w / k_tiles, j0 = (w % k_tiles) * kTile, cols = std::min(kTile, D.Tk - j0);
       const int64_t b = kvb / D.Hkv, g = kvb % D.Hkv;
+      at::Tensor dk_t = view(dk + (kvb * D.Tk + j0) * D.d, cols, D.d, D.d);
+      at::Tensor dv_t = view(dv + (kvb * D.Tk + j0) * D.d, cols, D.d, D.d);
       const int64_t first_query = std::max<int64_t>(0, j0 - (D.Tk - D.Tq));  // causal: earlier rows see none
       for (int64_t h = g * D.group(); h < (g + 1) * D.group(); ++h) {
         const int64_t bh = b * D.H + h;
-        for (int64_t i = first_query; i < D.Tq; ++i) {
-          const int64_t n = std::min(cols, D.key_end(i) - j0);
-          const T* qi = q + (bh * D.Tq + i) * D.d;
-          const T* doi = dout + (bh * D.Tq + i) * D.d;
-          for (int64_t c = 0; c < n; ++c) {
-            T p, ds;
-            p_and_ds(bh, i, kvb, j0 + c, p, ds);
-            T* dkj = dk + (kvb * D.Tk + j0 + c) * D.d;
-            T* dvj = dv + (kvb * D.Tk + j0 + c) * D.d;
-            for (int64_t x = 0; x < D.d; ++x) dkj[x] += scale * ds * qi[x], dvj[x] += p * doi[x];
-          }
+        for (int64_t i0 = first_query / kTile * kTile; i0 < D.Tq; i0 += kTile) {
+          const int64_t rows = std::min(kTile, D.Tq - i0);
+          tile_grads(bh, i0, rows, kvb, j0, cols, p.data(), ds.data());
+          dv_t.addmm_(view(p.data(), rows, cols, kTile).t(), view(dout + (bh * D.Tq + i0) * D.d, rows, D.d, D.d));
+          dk_t.addmm_(view(ds.data(), rows, cols, kTile).t(), view(q + (bh * D.Tq + i0) * D.d, rows, D.d, D.d), 1,
+                      scale);
         }
       }
     }
