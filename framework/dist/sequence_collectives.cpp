@@ -80,24 +80,19 @@ at::Tensor to_sequence(const at::Tensor& y, Communicator& g) {
   return out.permute({1, 2, 0, 3, 4}).reshape({B, S, P * h, d});
 }
 
-struct SequenceToHeads : torch::autograd::Function<SequenceToHeads> {
-  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, Communicator* g) {
+// One autograd function for both directions: the backward of each is the other.
+struct Ulysses : torch::autograd::Function<Ulysses> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, Communicator* g,
+                            bool heads) {
     ctx->saved_data["group"] = reinterpret_cast<int64_t>(g);
-    return to_heads(x, *g);
+    ctx->saved_data["heads"] = heads;
+    return heads ? to_heads(x, *g) : to_sequence(x, *g);
   }
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
-    return {to_sequence(grads[0], *reinterpret_cast<Communicator*>(ctx->saved_data["group"].toInt())), at::Tensor()};
-  }
-};
-struct HeadsToSequence : torch::autograd::Function<HeadsToSequence> {
-  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& y, Communicator* g) {
-    ctx->saved_data["group"] = reinterpret_cast<int64_t>(g);
-    return to_sequence(y, *g);
-  }
-  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
-                                                 torch::autograd::variable_list grads) {
-    return {to_heads(grads[0], *reinterpret_cast<Communicator*>(ctx->saved_data["group"].toInt())), at::Tensor()};
+    auto* g = reinterpret_cast<Communicator*>(ctx->saved_data["group"].toInt());
+    const bool heads = ctx->saved_data["heads"].toBool();
+    return {heads ? to_sequence(grads[0], *g) : to_heads(grads[0], *g), at::Tensor(), at::Tensor()};
   }
 };
 
@@ -107,14 +102,14 @@ at::Tensor sequence_to_heads(const at::Tensor& x, Communicator& group) {
   TORCH_CHECK(x.dim() == 4 && x.size(2) % group.size() == 0, "ulysses: ", group.size(),
               " context-parallel ranks must divide the heads of ", x.sizes());
   if (group.size() == 1) return x;
-  return SequenceToHeads::apply(x, &group);
+  return Ulysses::apply(x, &group, true);
 }
 
 at::Tensor heads_to_sequence(const at::Tensor& y, Communicator& group) {
   TORCH_CHECK(y.dim() == 4 && y.size(1) % group.size() == 0, "ulysses: sequence of ", y.sizes(),
               " does not split over ", group.size(), " ranks");
   if (group.size() == 1) return y;
-  return HeadsToSequence::apply(y, &group);
+  return Ulysses::apply(y, &group, false);
 }
 
 at::Tensor shift_ranks(const at::Tensor& x, Communicator& group, int64_t distance) {

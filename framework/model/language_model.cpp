@@ -56,20 +56,19 @@ BlockImpl::BlockImpl(const ModelConfig& cfg, const MixerSpec& spec, int64_t inde
 }
 
 at::Tensor BlockImpl::forward(const at::Tensor& x, const MixerContext& ctx) {
-  at::Tensor h;
+  MixerContext sharded;  // under context parallelism: ctx with this block's strategy
   if (ctx.cp && ctx.cp->size() > 1) {
-    MixerContext mine = ctx;
-    mine.cp_strategy = choose_cp_strategy(*mixer, ctx.cp_preference, ctx.cp->size());
-    if (mine.cp_strategy == CpStrategy::none)
+    sharded = ctx;
+    sharded.cp_strategy = choose_cp_strategy(*mixer, ctx.cp_preference, ctx.cp->size());
+    if (sharded.cp_strategy == CpStrategy::none)
       throw std::invalid_argument("mixer '" + mixer_type + "' has no context-parallel strategy for " +
                                   std::to_string(ctx.cp->size()) + " ranks (docs/parallelism.md lists each mixer's)");
     if (ctx.documents.defined() && !mixer->handles_documents())
       throw std::invalid_argument("mixer '" + mixer_type + "' cannot combine packed documents with context "
                                   "parallelism yet (data.pack: none, or parallel.cp: 1)");
-    h = x + mix_documents(*mixer, input_layernorm->forward(x), mine);
-  } else {
-    h = x + mix_documents(*mixer, input_layernorm->forward(x), ctx);
   }
+  const MixerContext& use = sharded.cp ? sharded : ctx;
+  at::Tensor h = x + mix_documents(*mixer, input_layernorm->forward(x), use);
   return h + mlp->forward(post_attention_layernorm->forward(h));
 }
 

@@ -4,7 +4,6 @@
 #include <ATen/autocast_mode.h>
 #include <ATen/ops/_foreach_mul.h>
 #include <ATen/ops/_foreach_norm.h>
-#include <ATen/ops/arange.h>
 #include <ATen/ops/cat.h>
 #include <ATen/ops/cross_entropy_loss.h>
 #include <ATen/ops/linalg_vector_norm.h>
@@ -254,11 +253,10 @@ Trainer::Shard Trainer::my_shard(const at::Tensor& windows, bool training) const
   at::Tensor inputs = windows.narrow(1, 0, T), targets = windows.narrow(1, 1, T);
   // Documents and positions come from the whole window, so that ids and in-document positions
   // agree across the context-parallel shards of one sequence.
+  // Without documents a shard's positions follow from its rank (layers/common/positions.h).
   if (eot_ >= 0) {
     out.ctx.documents = documents_from_eot(inputs, eot_);
     out.ctx.positions = positions_in_documents(out.ctx.documents);
-  } else if (cp_) {
-    out.ctx.positions = at::arange(T, inputs.options().dtype(at::kLong)).unsqueeze(0).expand(inputs.sizes());
   }
   auto mine = [&](const at::Tensor& x) {  // tokens S·r .. S·(r+1) of this context-parallel rank
     const int64_t S = T / mesh_.cp;

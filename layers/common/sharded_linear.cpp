@@ -4,7 +4,6 @@
 #include <ATen/ops/arange.h>
 #include <ATen/ops/cat.h>
 #include <ATen/ops/cumsum.h>
-#include <ATen/ops/empty.h>
 #include <ATen/ops/full_like.h>
 #include <ATen/ops/exp.h>
 #include <ATen/ops/matmul.h>
@@ -88,8 +87,7 @@ LocalRun run_pieces(const at::Tensor& q, const at::Tensor& k, const at::Tensor& 
   LocalRun run;
   if (ctx.cp && ctx.cp->size() > 1) {
     // The last document id of every rank's shard, to know where the previous shard ended.
-    at::Tensor last = docs.select(1, S - 1).contiguous(), all_last = at::empty({ctx.cp->size() * B}, last.options());
-    ctx.cp->all_gather_into(last, all_last);
+    at::Tensor last = docs.select(1, S - 1), all_last = gather_sequence(last, *ctx.cp, 0);  // [P · B]
     const int64_t r = ctx.cp->rank();
     at::Tensor before = r > 0 ? all_last.narrow(0, (r - 1) * B, B) : at::full_like(last, -1);
     run.reads = docs.eq(before.unsqueeze(1)).view({B, 1, S, 1});

@@ -101,10 +101,8 @@ at::Tensor Hedgehog::forward(const at::Tensor& x, const MixerContext& ctx) {
   // Packed documents: the window masks them, the linear sums reset at them (also across shards).
   auto [q, k, v] = project(x, call_positions(ctx, B, T, x.device(), "hedgehog"));
   at::Tensor phi_q = q_map->forward(q), phi_k = k_map->forward(k);  // [B, H, T, 2f]
-  kernels::LinearAttentionOptions kopts = kernel_;
-  kopts.scale = 1.0;
   LinearRunner linear = [&](const at::Tensor& fq, const at::Tensor& fk, const at::Tensor& vv) {
-    return linear_attention_in_context(fq, fk, vv, {}, {}, kopts, ctx).out;
+    return linear_attention_in_context(fq, fk, vv, {}, {}, kernel_, ctx).out;  // kernel_: scale 1
   };
   at::Tensor y;
   if (o_.window > 0) {

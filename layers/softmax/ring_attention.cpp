@@ -2,7 +2,7 @@
 
 #include <ATen/TensorOperators.h>
 #include <ATen/ops/cat.h>
-#include <ATen/ops/empty.h>
+#include <ATen/ops/empty_like.h>
 #include <ATen/ops/exp.h>
 #include <ATen/ops/full.h>
 #include <ATen/ops/logaddexp.h>
@@ -17,6 +17,7 @@
 #include <limits>
 
 #include "framework/dist/communicator.h"
+#include "framework/dist/sequence_collectives.h"
 #include "kernels/linear/api.h"
 
 namespace attnlab::layers {
@@ -31,13 +32,8 @@ struct BlockLayout {
   at::Tensor documents;  ///< [P, B, S] or undefined
 };
 
-at::Tensor gather_rows(const at::Tensor& x, Communicator& ring) {
-  at::Tensor mine = x.contiguous(), all = at::empty({ring.size() * x.numel()}, x.options());
-  ring.all_gather_into(mine, all);
-  std::vector<int64_t> shape = {ring.size()};
-  for (int64_t s : x.sizes()) shape.push_back(s);
-  return all.view(shape);
-}
+/// [P, ...]: every rank's `x`, in rank order.
+at::Tensor gather_rows(const at::Tensor& x, Communicator& ring) { return gather_sequence(x.unsqueeze(0), ring, 0); }
 
 BlockLayout gather_layout(const at::Tensor& positions, const at::Tensor& documents, Communicator& ring) {
   at::Tensor pos = positions.dim() == 1 ? positions.unsqueeze(0) : positions;

@@ -6,6 +6,7 @@
 
 #include <filesystem>
 
+#include "framework/config/config_error.h"
 #include "framework/model/mixer.h"
 #include "framework/util/atomic_file.h"
 #include <fstream>
@@ -89,6 +90,15 @@ TinyRun::TinyRun(const std::string& extra) {
 std::string read_file(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
   return std::string(std::istreambuf_iterator<char>(f), {});
+}
+
+std::string config_error(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "no ConfigError";
 }
 
 }  // namespace attnlab::testing

@@ -3,6 +3,7 @@
 #include <ATen/core/Tensor.h>
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -37,6 +38,9 @@ struct TinyRun {
   RunConfig config(std::vector<std::string> sets = {}) const { return load_run_config(recipe, sets); }
   std::string run() const { return dir + "/runs/tiny"; }
 };
+
+/// The message of the ConfigError `f` throws, or "no ConfigError".
+std::string config_error(const std::function<void()>& f);
 
 /// The whole file as bytes ("" when it cannot be read).
 std::string read_file(const std::string& path);

@@ -30,11 +30,7 @@ TEST(ContextParallel, ADp2Cp2MeshTrainsLikeOneProcess) {
   Job j;
   const std::vector<std::string> common = {"train.steps=10", "train.dtype=fp64",
                                            "model.pattern=[{type: gla}, {type: softmax}]"};
-  auto with = [&](std::vector<std::string> extra) {
-    auto v = common;
-    v.insert(v.end(), extra.begin(), extra.end());
-    return v;
-  };
+  auto with = [&](const std::vector<std::string>& extra) { return joined(common, extra); };
   std::string log;
   ASSERT_EQ(j.run(0, "one", with({"train.batch_size=4"}), &log), 0) << log;
   ASSERT_EQ(j.run(4, "mesh", with({"train.batch_size=2", "parallel.cp=2", "parallel.cp_strategy=state_scan,allgather_kv"}), &log),
@@ -54,11 +50,7 @@ TEST(ContextParallel, PackedDocumentsTrainLikeOneProcess) {
       "train.steps=6", "train.dtype=fp64", "train.batch_size=2", "data.pack=documents", "data.seq_len=128",
       "model.layers=4",
       "model.pattern=[{type: hedgehog, window: 16}, {type: gla}, {type: lightning}, {type: softmax}]"};
-  auto with = [&](std::vector<std::string> extra) {
-    auto v = common;
-    v.insert(v.end(), extra.begin(), extra.end());
-    return v;
-  };
+  auto with = [&](const std::vector<std::string>& extra) { return joined(common, extra); };
   std::string log;
   ASSERT_EQ(j.run(0, "one", with({}), &log), 0) << log;
   ASSERT_EQ(j.run(2, "cp", with({"parallel.cp=2"}), &log), 0) << log;

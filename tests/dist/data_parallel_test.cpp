@@ -31,10 +31,7 @@ TEST(DataParallel, TwoRanksOfBatchBTrainLikeOneRankOfBatch2BAsDdpAndZero1) {
     const std::string tag = e.mixer + "-" + e.dtype + "-accum" + e.accum;
     const std::vector<std::string> common = {"train.steps=20", "train.grad_accum=" + e.accum, "train.dtype=" + e.dtype,
                                              "model.mixer.type=" + e.mixer};
-    auto with = [&](std::vector<std::string> v, std::vector<std::string> extra) {
-      v.insert(v.end(), extra.begin(), extra.end());
-      return v;
-    };
+    auto with = [&](const std::vector<std::string>& v, const std::vector<std::string>& extra) { return joined(v, extra); };
     std::string log;
     ASSERT_EQ(j.run(0, "one-" + tag, with(common, {"train.batch_size=4"}), &log), 0) << log;
     for (const std::string zero : {"0", "1"}) {
@@ -104,11 +101,7 @@ TEST(DataParallel, ResumeAcrossWorldSizesContinuesTheSameCurve) {
   // Constant lr so that the 5-step first half has the schedule of the 10-step whole.
   Job j;
   const std::vector<std::string> base = {"optim.schedule=constant", "optim.warmup_steps=2"};
-  auto with = [&](std::vector<std::string> extra) {
-    std::vector<std::string> v = base;
-    v.insert(v.end(), extra.begin(), extra.end());
-    return v;
-  };
+  auto with = [&](const std::vector<std::string>& extra) { return joined(base, extra); };
   std::string log;
   ASSERT_EQ(j.run(0, "whole", with({"train.steps=10", "train.batch_size=4"}), &log), 0) << log;
   // 2 ranks x 2 for five steps, then 1 rank x 4 resumes; the other way round; and ZeRO-1 on

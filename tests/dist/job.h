@@ -55,6 +55,12 @@ struct Job {
 };
 
 // Waits (bounded) until `log` shows `text`.
+/// `base` followed by `extra` (a test's common --set overrides plus one run's own).
+inline std::vector<std::string> joined(std::vector<std::string> base, const std::vector<std::string>& extra) {
+  base.insert(base.end(), extra.begin(), extra.end());
+  return base;
+}
+
 inline bool wait_for(const std::string& log, const std::string& text, std::chrono::seconds limit) {
   const auto deadline = std::chrono::steady_clock::now() + limit;
   while (std::chrono::steady_clock::now() < deadline) {

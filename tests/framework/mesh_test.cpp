@@ -5,23 +5,17 @@
 
 #include "framework/config/config_error.h"
 #include "framework/train/mesh.h"
+#include "tests/common/test_util.h"
 
 namespace attnlab {
 namespace {
+using testing::config_error;
 
 RunConfig hybrid(const std::string& cp_strategy) {
   return load_run_config(ATTNLAB_SOURCE_DIR "/recipes/default.yaml",
                          {"model.pattern=[{type: gla}, {type: softmax}]", "parallel.cp_strategy=" + cp_strategy});
 }
 
-std::string config_error(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const ConfigError& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
 
 // A mixer that implements no context-parallel strategy (every registered one does today).
 struct NoStrategy : Mixer {
@@ -74,7 +68,7 @@ TEST(Mesh, BadStrategyNamesAreRefusedWithWhatExists) {
 TEST(Mesh, AMixerWithoutAStrategyIsRefusedByLayer) {
   RunConfig cfg = hybrid("auto");
   LanguageModel model(cfg.model);
-  EXPECT_EQ(config_error([&] { check_context_parallel(*model, 2); }), "(no error)");
+  EXPECT_EQ(config_error([&] { check_context_parallel(*model, 2); }), "no ConfigError");
   model->layers[1]->mixer = std::make_shared<NoStrategy>();
   model->layers[1]->mixer_type = "nostrategy";
   EXPECT_NE(config_error([&] { check_context_parallel(*model, 2); })

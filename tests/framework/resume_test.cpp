@@ -24,6 +24,7 @@ namespace fs = std::filesystem;
 
 namespace attnlab {
 namespace {
+using testing::config_error;
 
 using testing::read_file;
 using testing::TinyRun;
@@ -37,14 +38,6 @@ void train_and_save(const TinyRun& r, int steps, std::vector<std::string> sets =
   t.save();
 }
 
-std::string config_error(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const ConfigError& e) {
-    return e.what();
-  }
-  return "no ConfigError";
-}
 
 TEST(Resume, ARefusedResumeWritesNothing) {
   TinyRun r;

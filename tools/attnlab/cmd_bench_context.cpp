@@ -5,7 +5,6 @@
 // each started after a barrier); rank 0 prints the slowest rank's time, tokens/s for the whole
 // sequence and the bytes this rank handed to collectives per step, so runs at several cp can
 // be set side by side (tools/bench/context_parallel.sh).
-#include <ATen/ops/arange.h>
 #include <ATen/ops/randn.h>
 #include <ATen/ops/tensor.h>
 #include <fmt/format.h>
@@ -64,7 +63,6 @@ int run_context(const ContextArgs& a) {
       fmt::print(stderr, "bench context: mixer '{}' has no context-parallel strategy\n", a.mixer);
       return 2;
     }
-    ctx.positions = at::arange(r * S, (r + 1) * S, at::kLong).unsqueeze(0).expand({a.batch, S});
   }
   at::manual_seed(2 + r);
   at::Tensor x = at::randn({a.batch, S, a.dim}).requires_grad_(true);
