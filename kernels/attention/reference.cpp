@@ -1,20 +1,49 @@
 #include "kernels/attention/reference.h"
 
 #include <ATen/TensorOperators.h>
-#include <ATen/ops/matmul.h>
 #include <ATen/ops/any.h>
-#include <ATen/ops/ones.h>
+#include <ATen/ops/arange.h>
+#include <ATen/ops/matmul.h>
+#include <ATen/ops/sigmoid.h>
 #include <ATen/ops/softmax.h>
-#include <ATen/ops/tril.h>
+
+#include <limits>
 
 #include "kernels/common/check.h"
 
 namespace attnlab::kernels {
+namespace {
 
-at::Tensor causal_attention_reference(const at::Tensor& q, const at::Tensor& k,
-                                      const at::Tensor& v, double scale) {
-  ATTNLAB_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4, "q, k, v must be 4-D, got ",
-                q.sizes(), k.sizes(), v.sizes());
+/// An int64 [T] or [B, T] tensor as [B or 1, T]; `fallback` + arange(T) when undefined.
+at::Tensor rows_of(const at::Tensor& t, int64_t T, int64_t fallback, c10::Device device) {
+  if (!t.defined()) return (at::arange(T, at::TensorOptions().dtype(at::kLong).device(device)) + fallback).unsqueeze(0);
+  at::Tensor r = t.to(device, at::kLong);
+  return r.dim() == 1 ? r.unsqueeze(0) : r;
+}
+
+}  // namespace
+
+at::Tensor attention_visibility(const AttentionSpec& s, int64_t B, int64_t H, int64_t Hkv, int64_t Tq, int64_t Tk,
+                                c10::Device device) {
+  const at::Tensor qp = rows_of(s.q_pos, Tq, Tk - Tq, device).unsqueeze(-1);  // [Bp, Tq, 1]
+  const at::Tensor kp = rows_of(s.k_pos, Tk, 0, device).unsqueeze(-2);        // [Bp, 1, Tk]
+  at::Tensor vis = kp.le(qp);
+  if (s.window > 0) vis = vis.logical_and((qp - kp).lt(s.window).logical_or(kp.lt(s.sinks)));
+  if (s.q_doc.defined())
+    vis = vis.logical_and(s.q_doc.to(device, at::kLong).unsqueeze(-1).eq(s.k_doc.to(device, at::kLong).unsqueeze(-2)));
+  vis = vis.unsqueeze(1);  // [B or 1, 1, Tq, Tk]
+  if (s.keep.defined()) {
+    at::Tensor keep = s.keep.to(device, at::kBool).repeat_interleave(s.keep_block, -1).narrow(-1, 0, Tk);
+    vis = vis.logical_and(keep.repeat_interleave(H / Hkv, 1));  // [B, H, Tq or 1, Tk]
+  }
+  if (s.active_rows.defined()) vis = vis.logical_and(s.active_rows.to(device, at::kBool).unsqueeze(-1));
+  return vis;
+}
+
+at::Tensor attention_reference(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                               const at::Tensor& key_bias, const AttentionSpec& s) {
+  ATTNLAB_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4, "q, k, v must be 4-D, got ", q.sizes(), k.sizes(),
+                v.sizes());
   const int64_t B = q.size(0), H = q.size(1), Tq = q.size(2), d = q.size(3);
   const int64_t Hkv = k.size(1), Tk = k.size(2);
   ATTNLAB_CHECK_SHAPE(k, B, Hkv, Tk, d);
@@ -23,13 +52,28 @@ at::Tensor causal_attention_reference(const at::Tensor& q, const at::Tensor& k,
   const auto acc = q.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
   at::Tensor kk = k.repeat_interleave(H / Hkv, 1).to(acc);  // [B, H, Tk, d]
   at::Tensor vv = v.repeat_interleave(H / Hkv, 1).to(acc);
-  at::Tensor scores = at::matmul(q.to(acc), kk.transpose(-1, -2)) * scale;  // [B, H, Tq, Tk]
-  at::Tensor keep = at::ones({Tq, Tk}, q.options().dtype(at::kBool)).tril(Tk - Tq);
-  scores = scores.masked_fill(keep.logical_not(), -std::numeric_limits<double>::infinity());
-  // A query with no visible key (Tq > Tk, bottom-right) gets output 0, not softmax's NaN.
-  at::Tensor has_key = keep.any(-1, /*keepdim=*/true);
-  at::Tensor p = at::softmax(scores.masked_fill(has_key.logical_not(), 0.0), -1) * has_key.to(scores.scalar_type());
+  at::Tensor z = at::matmul(q.to(acc), kk.transpose(-1, -2)) * s.scale;  // [B, H, Tq, Tk]
+  if (key_bias.defined()) {
+    ATTNLAB_CHECK_SHAPE(key_bias, B, Hkv, Tk);
+    z = z + key_bias.to(acc).repeat_interleave(H / Hkv, 1).unsqueeze(2);
+  }
+  const at::Tensor vis = attention_visibility(s, B, H, Hkv, Tq, Tk, q.device()).expand_as(z);
+  at::Tensor p;
+  if (s.transform == ScoreTransform::sigmoid) {
+    p = at::sigmoid(z + s.sigmoid_bias) * vis.to(acc);
+  } else {
+    // A query with no visible key gets output 0, not softmax's NaN.
+    const at::Tensor has_key = vis.any(-1, /*keepdim=*/true);
+    z = z.masked_fill(vis.logical_not(), -std::numeric_limits<double>::infinity());
+    p = at::softmax(z.masked_fill(has_key.logical_not(), 0.0), -1) * has_key.to(acc);
+  }
   return at::matmul(p, vv).to(q.scalar_type());
+}
+
+at::Tensor causal_attention_reference(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, double scale) {
+  AttentionSpec spec;
+  spec.scale = scale;
+  return attention_reference(q, k, v, {}, spec);
 }
 
 }  // namespace attnlab::kernels

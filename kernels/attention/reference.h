@@ -1,15 +1,24 @@
-// Plain-torch causal attention, the definition every faster softmax-family path is tested
-// against (docs/mixers/softmax.md, "Causal alignment"). Bottom-right causal alignment: query i
-// of Tq attends to key j iff j <= i + (Tk - Tq), so a single decode query sees the whole cache.
+// Plain-torch softmax-family attention: the definition every faster path is tested against
+// (docs/kernels/attention.md, "Reference"). It builds the whole [B, H, Tq, Tk] score matrix, so
+// it is for tests and short sequences only.
 #pragma once
 #include <ATen/core/Tensor.h>
 
+#include "kernels/attention/spec.h"
+
 namespace attnlab::kernels {
 
-/// q [B, H, Tq, d], k/v [B, Hkv, Tk, d] with H % Hkv == 0 (GQA: head h reads kv head h / (H/Hkv)).
-/// Returns [B, H, Tq, d]. Scores and softmax in fp32 (or fp64 for fp64 inputs). A query that
-/// sees no key (Tq > Tk) gets 0.
-at::Tensor causal_attention_reference(const at::Tensor& q, const at::Tensor& k,
-                                      const at::Tensor& v, double scale);
+/// q [B, H, Tq, d], k, v [B, Hkv, Tk, d], key_bias [B, Hkv, Tk] or undefined; returns
+/// [B, H, Tq, d] as AttentionSpec defines it. Scores in fp32 (fp64 for fp64 inputs).
+at::Tensor attention_reference(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                               const at::Tensor& key_bias, const AttentionSpec& spec);
+
+/// The [B or 1, H or 1, Tq, Tk] boolean visibility AttentionSpec defines (without key_bias).
+at::Tensor attention_visibility(const AttentionSpec& spec, int64_t B, int64_t H, int64_t Hkv, int64_t Tq,
+                                int64_t Tk, c10::Device device);
+
+/// Causal softmax with bottom-right alignment (query i of Tq sees key j iff j <= i + Tk - Tq,
+/// so a single decode query sees the whole cache); a query that sees no key gets 0.
+at::Tensor causal_attention_reference(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, double scale);
 
 }  // namespace attnlab::kernels

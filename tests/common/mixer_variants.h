@@ -2,6 +2,7 @@
 // registered mixer at its defaults, plus the option sets that take a different code path, so a
 // test over "every mixer" also covers e.g. Hedgehog's sliding-window hybrid.
 #pragma once
+#include <cctype>
 #include <ostream>
 #include <string>
 #include <vector>
@@ -21,6 +22,14 @@ struct MixerVariant {
 /// How GoogleTest prints a variant (test names and parameters).
 inline void PrintTo(const MixerVariant& v, std::ostream* os) { *os << v.label(); }
 
+/// The label as a GoogleTest name (letters, digits and underscores).
+inline std::string variant_test_name(const MixerVariant& v) {
+  std::string name = v.label();
+  for (char& c : name)
+    if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
+  return name;
+}
+
 inline std::vector<MixerVariant> contract_variants() {
   std::vector<MixerVariant> out;
   for (const std::string& name : MixerRegistry::instance().names()) out.push_back({name});
@@ -28,6 +37,16 @@ inline std::vector<MixerVariant> contract_variants() {
   // and longer (a halo spanning several ranks).
   out.push_back({"hedgehog", "{window: 5}"});
   out.push_back({"hedgehog", "{window: 30}"});
+  // Windows shorter than the test sequences (the decode cache evicts), with and without sinks.
+  out.push_back({"swa", "{window: 6}"});
+  out.push_back({"swa", "{window: 9, sinks: 3, kv_heads: 2}"});
+  // Sigmoid without its stabilisers, with LayerScale.
+  out.push_back({"sigmoid", "{qk_norm: false, hybrid_norm: false, layer_scale: 0.1}"});
+  // A keep window shorter than the test sequences, so the dynamic mask acts.
+  out.push_back({"dma", "{keep_window: 5, kv_heads: 2, bias_form: linear}"});
+  // Routing without shared heads, and the parameter-free query-norm router.
+  out.push_back({"moh", "{shared_heads: 0, top_k: 2}"});
+  out.push_back({"moh", "{shared_heads: 1, top_k: 2, router: query_norm}"});
   return out;
 }
 

@@ -1,6 +1,7 @@
 // The mixer contract, checked for EVERY registered mixer (new mixers get these for free):
 // shapes and dtype, causality, token-by-token decoding == parallel forward, finite gradients
-// for input and all parameters, kernel choices agree, options survive a YAML round trip.
+// for input and all parameters, kernel choices agree, options survive a YAML round trip;
+// also for the option variants of tests/common/mixer_variants.h.
 #include <ATen/ops/randn.h>
 #include <ATen/ops/isfinite.h>
 #include <gtest/gtest.h>
@@ -9,6 +10,7 @@
 
 #include "framework/config/run_config.h"
 #include "framework/model/mixer.h"
+#include "tests/common/mixer_variants.h"
 #include "tests/common/test_util.h"
 
 namespace attnlab {
@@ -16,16 +18,16 @@ namespace {
 
 constexpr int64_t kDim = 32;
 
-std::shared_ptr<MixerOptions> default_options(const std::string& name) { return default_mixer_spec(name).options; }
+using testing::MixerVariant;
 
-std::shared_ptr<Mixer> make_mixer(const std::string& name, int64_t layer = 0) {
-  auto m = MixerRegistry::instance().find(name)->create(*default_options(name),
-                                                          MixerShape{kDim, layer, 2, 256});
+std::shared_ptr<Mixer> make_mixer(const MixerVariant& variant, int64_t layer = 0) {
+  const MixerSpec spec = variant.spec();
+  auto m = MixerRegistry::instance().find(spec.type)->create(*spec.options, MixerShape{kDim, layer, 2, 256});
   m->to(at::kDouble);
   return m;
 }
 
-class MixerContract : public ::testing::TestWithParam<std::string> {
+class MixerContract : public ::testing::TestWithParam<MixerVariant> {
  protected:
   void SetUp() override { at::manual_seed(0); }
 };
@@ -86,7 +88,7 @@ TEST_P(MixerContract, KernelChoicesAgree) {
 }
 
 TEST_P(MixerContract, OptionsRoundTrip) {
-  auto opts = default_options(GetParam());
+  auto opts = GetParam().spec().options;
   YAML::Emitter out;
   out << YAML::BeginMap;
   EmitVisitor ev(out);
@@ -96,7 +98,7 @@ TEST_P(MixerContract, OptionsRoundTrip) {
   std::vector<std::string> errors;
   YamlSource src = load_yaml_text(first, "<emitted>");
   ParseVisitor pv(src, src.root, "model.mixer", errors);
-  auto again = MixerRegistry::instance().find(GetParam())->parse(pv);
+  auto again = MixerRegistry::instance().find(GetParam().type)->parse(pv);
   pv.finish();
   ASSERT_TRUE(errors.empty()) << errors.front();
   YAML::Emitter out2;
@@ -111,15 +113,15 @@ TEST_P(MixerContract, RejectsUnknownOption) {
   std::vector<std::string> errors;
   YamlSource src = load_yaml_text("no_such_option: 3\n", "bad.yaml");
   ParseVisitor v(src, src.root, "model.mixer", errors);
-  MixerRegistry::instance().find(GetParam())->parse(v);
+  MixerRegistry::instance().find(GetParam().type)->parse(v);
   v.finish();
   ASSERT_EQ(errors.size(), 1u);
   EXPECT_NE(errors[0].find("model.mixer.no_such_option: unknown key"), std::string::npos) << errors[0];
 }
 
 INSTANTIATE_TEST_SUITE_P(AllMixers, MixerContract,
-                         ::testing::ValuesIn(MixerRegistry::instance().names()),
-                         [](const auto& info) { return info.param; });
+                         ::testing::ValuesIn(testing::contract_variants()),
+                         [](const auto& info) { return testing::variant_test_name(info.param); });
 
 TEST(MixerRegistry, DocumentedMixersResolve) {
   // Every configs/mixers/<name>.yaml names a registered mixer (registrars not dropped).

@@ -81,8 +81,15 @@ TEST_P(PackedDocuments, APackedRowEqualsItsDocumentsRunAlone) {
   testing::expect_close("row 1 (one document) outputs", packed.detach()[1], whole.detach()[0], 1e-10);
   testing::expect_close("input gradient", packed_grads[0], alone_grads[0], 1e-10);
   auto params = m->named_parameters();
-  for (size_t i = 1; i < packed_grads.size(); ++i)
+  for (size_t i = 1; i < packed_grads.size(); ++i) {
+    // A gradient that is zero by construction (MoH's top-1 routed gate is k·p/p = 1) is
+    // round-off on both sides; compare it absolutely.
+    if (alone_grads[i].abs().max().item<double>() < 1e-13) {
+      EXPECT_LT(packed_grads[i].abs().max().item<double>(), 1e-13) << params[i - 1].key();
+      continue;
+    }
     testing::expect_close("gradient of " + params[i - 1].key(), packed_grads[i], alone_grads[i], 1e-10);
+  }
 
   // Without the boundaries the second document does see the first (the check above is not vacuous).
   at::NoGradGuard ng;
@@ -92,12 +99,7 @@ TEST_P(PackedDocuments, APackedRowEqualsItsDocumentsRunAlone) {
 
 // Every registered mixer and option variant (tests/common/mixer_variants.h).
 INSTANTIATE_TEST_SUITE_P(AllMixers, PackedDocuments, ::testing::ValuesIn(testing::contract_variants()),
-                         [](const auto& info) {
-                           std::string name = info.param.label();
-                           for (char& c : name)
-                             if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
-                           return name;
-                         });
+                         [](const auto& info) { return testing::variant_test_name(info.param); });
 
 TEST(DocumentRows, DocumentsStartAfterEachEotAndRowsRoundTrip) {
   const int64_t eot = 9;

@@ -1,4 +1,5 @@
-// attnlab bench mixer: times the linear-attention kernel family (every implementation) at a
+// attnlab bench mixer: times the linear-attention kernel family (the softmax family:
+// cmd_bench_attention.cpp) (every implementation) at a
 // mixer's head shapes, forward and forward+backward, next to softmax attention (SDPA) at the
 // same shapes, and reports ratios measured in the same run plus how time grows with T.
 #include <ATen/TensorOperators.h>
@@ -12,6 +13,7 @@
 #include <map>
 
 #include "kernels/linear/api.h"
+#include "tools/attnlab/bench_attention.h"
 #include "tools/attnlab/commands.h"
 #include "tools/common/median_time.h"
 
@@ -23,14 +25,17 @@ struct BenchArgs {
   std::string mixer = "gla";
   std::vector<int64_t> seq = {1024, 4096, 16384};
   std::vector<std::string> kernels = {"chunked", "fused"};
-  int64_t batch = 1, heads = 4, head_dim = 64, reps = 3, chunk = 64, sub_chunk = 16;
+  int64_t batch = 1, heads = 4, kv_heads = 0, head_dim = 64, reps = 3, chunk = 64, sub_chunk = 16;
+  double keep = 0.1;
 };
 
 int run_bench(const BenchArgs& a) {
   // Gate mode and value width per mixer: GLA per-channel gate, Lightning one decay per head,
   // Hedgehog no gate and a ones column for the normaliser.
+  if (is_attention_bench(a.mixer))
+    return run_attention_bench({a.mixer, a.seq, a.batch, a.heads, a.kv_heads, a.head_dim, a.reps, a.keep});
   if (a.mixer != "gla" && a.mixer != "lightning" && a.mixer != "hedgehog") {
-    fmt::print(stderr, "bench mixer: --mixer must be gla | lightning | hedgehog, got '{}'\n", a.mixer);
+    fmt::print(stderr, "bench mixer: --mixer must be gla | lightning | hedgehog | softmax | sigmoid | swa | dma | moh | ssa, got '{}'\n", a.mixer);
     return 2;
   }
   const int64_t B = a.batch, H = a.heads, d = a.head_dim, dv = a.mixer == "hedgehog" ? d + 1 : d;
@@ -81,12 +86,16 @@ int run_bench(const BenchArgs& a) {
 void add_bench_mixer(CLI::App& bench, Action& action) {
   auto* cmd = bench.add_subcommand("mixer", "time the linear-attention kernels of a mixer vs SDPA");
   auto a = std::make_shared<BenchArgs>();
-  cmd->add_option("--mixer", a->mixer, "gla | lightning | hedgehog (gate mode and value width)");
+  cmd->add_option("--mixer", a->mixer,
+                  "gla | lightning | hedgehog (linear kernels), softmax | sigmoid | swa | dma | moh | ssa (attention kernel)");
   cmd->add_option("--seq", a->seq, "sequence lengths")->delimiter(',');
   cmd->add_option("--kernels", a->kernels, "implementations; the first is the ratio baseline")->delimiter(',');
   cmd->add_option("--batch", a->batch, "batch size")->check(CLI::PositiveNumber);
   cmd->add_option("--heads", a->heads, "heads")->check(CLI::PositiveNumber);
   cmd->add_option("--head-dim", a->head_dim, "per-head width")->check(CLI::PositiveNumber);
+  cmd->add_option("--kv-heads", a->kv_heads, "attention: key/value heads (0 = heads)");
+  cmd->add_option("--keep", a->keep, "attention: share kept by the sparsity (window/T, keys, rows, blocks)")
+      ->check(CLI::Range(0.0, 1.0));
   cmd->add_option("--chunk", a->chunk, "chunk size C")->check(CLI::PositiveNumber);
   cmd->add_option("--sub-chunk", a->sub_chunk, "sub-chunk size c")->check(CLI::PositiveNumber);
   cmd->add_option("--reps", a->reps, "timed repetitions (median reported)")->check(CLI::PositiveNumber);

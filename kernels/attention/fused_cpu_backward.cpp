@@ -1,0 +1,121 @@
+// Tiled CPU attention backward (docs/kernels/attention.md, "Tiled CPU kernel"). P is recomputed
+// per tile pair, from the stored log-sum-exp (softmax) or directly (sigmoid). dQ runs parallel
+// over query tiles; dK, dV and the key-bias gradient run parallel over (batch, kv head, key
+// tile), summing the G query heads of the kv head in place, so no two threads write one row.
+#include <ATen/Parallel.h>
+#include <ATen/ops/mm.h>
+
+#include <vector>
+
+#include "kernels/attention/fused_cpu_tiles.h"
+
+namespace attnlab::kernels::detail {
+namespace {
+
+template <class T>
+T dot(const T* a, const T* b, int64_t n) {
+  T s = 0;
+  for (int64_t x = 0; x < n; ++x) s += a[x] * b[x];
+  return s;
+}
+
+/// Per-thread buffers for one tile pair.
+template <class T>
+struct Scratch {
+  Scratch(int64_t Br, int64_t Bc, int64_t d)
+      : q(Br * d), dout(Br * d), p(Br * Bc), ds(Br * Bc), lse(Br), D(Br), vis(Br * Bc) {}
+  std::vector<T> q, dout, p, ds, lse, D;
+  std::vector<uint8_t> vis;
+};
+
+}  // namespace
+
+template <class T>
+void backward_tiles(const Tensors<T>& in, const TilePlan& plan, const T* o, const T* lse, const T* dout, T* dq, T* dk,
+                    T* dv, T* dbias) {
+  const int64_t d = in.d, Br = plan.Br, Bc = plan.Bc, Tq = plan.Tq, Tk = plan.Tk;
+  std::vector<T> Drow;  // softmax: D_i = rowsum(dO_i ∘ O_i); sigmoid has no such term
+  if (!in.sigmoid) {
+    Drow.resize(plan.B * plan.H * Tq);
+    at::parallel_for(0, plan.B * plan.H * Tq, 1024, [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r) Drow[r] = dot(dout + r * d, o + r * d, d);
+    });
+  }
+  // P and dS of the rows of `rt` (head bh) against keys [j0, j0 + cols) into sc.p and sc.ds;
+  // false when no entry is visible. Leaves the gathered Q and dO rows in qt and dot_.
+  auto tile_grads = [&](Scratch<T>& sc, int64_t bh, const RowTile& rt, int64_t j0, int64_t cols, const T*& qt,
+                        const T*& dot_) {
+    const int64_t b = bh / plan.H, g = (bh % plan.H) / plan.group(), kvb = b * plan.Hkv + g, rows = rt.n;
+    const TileKind kind = plan.classify(b, rt, j0, cols);
+    if (kind == TileKind::skip) return false;
+    if (kind == TileKind::partial && !plan.fill_mask(b, g, rt, j0, cols, sc.vis.data(), Bc)) return false;
+    qt = gather_rows(in.q + bh * Tq * d, rt, d, sc.q.data());
+    dot_ = gather_rows(dout + bh * Tq * d, rt, d, sc.dout.data());
+    for (int64_t a = 0; a < rows; ++a) {
+      const int64_t r = bh * Tq + rt.rows[a];
+      sc.lse[a] = in.sigmoid ? T(0) : lse[r];
+      sc.D[a] = in.sigmoid ? T(0) : Drow[r];
+    }
+    at::Tensor p_t = view(sc.p.data(), rows, cols, Bc), ds_t = view(sc.ds.data(), rows, cols, Bc);
+    at::mm_out(p_t, view(qt, rows, d, d), view(in.k + (kvb * Tk + j0) * d, cols, d, d).t());
+    weights(in, sc.p.data(), rows, cols, Bc, in.key_bias ? in.key_bias + kvb * Tk + j0 : nullptr,
+            kind == TileKind::partial ? sc.vis.data() : nullptr, sc.lse.data());
+    at::mm_out(ds_t, view(dot_, rows, d, d), view(in.v + (kvb * Tk + j0) * d, cols, d, d).t());
+    for (int64_t a = 0; a < rows; ++a)
+      for (int64_t c = 0; c < cols; ++c) {
+        const T p = sc.p[a * Bc + c], dp = sc.ds[a * Bc + c];
+        sc.ds[a * Bc + c] = in.sigmoid ? dp * p * (T(1) - p) : p * (dp - sc.D[a]);  // dS (hidden: p = 0)
+      }
+    return true;
+  };
+
+  const auto& work = plan.work();
+  at::parallel_for(0, static_cast<int64_t>(work.size()), 1, [&](int64_t begin, int64_t end) {
+    Scratch<T> sc(Br, Bc, d);
+    std::vector<T> dq_acc(Br * d);
+    for (int64_t w = begin; w < end; ++w) {
+      const auto [bh, t] = work[w];
+      const RowTile& rt = plan.row_tile(bh, t);
+      const int64_t kvb = (bh / plan.H) * plan.Hkv + (bh % plan.H) / plan.group();
+      std::fill(dq_acc.begin(), dq_acc.end(), T(0));
+      at::Tensor dq_t = view(dq_acc.data(), rt.n, d, d);
+      for (int64_t j0 = 0; j0 < Tk; j0 += Bc) {
+        const int64_t cols = std::min(Bc, Tk - j0);
+        const T *qt = nullptr, *dot_ = nullptr;
+        if (!tile_grads(sc, bh, rt, j0, cols, qt, dot_)) continue;
+        dq_t.addmm_(view(sc.ds.data(), rt.n, cols, Bc), view(in.k + (kvb * Tk + j0) * d, cols, d, d), 1, in.scale);
+      }
+      for (int64_t a = 0; a < rt.n; ++a) std::copy_n(dq_acc.data() + a * d, d, dq + (bh * Tq + rt.rows[a]) * d);
+    }
+  });
+  const int64_t k_tiles = plan.key_tiles();
+  at::parallel_for(0, plan.B * plan.Hkv * k_tiles, 1, [&](int64_t begin, int64_t end) {
+    Scratch<T> sc(Br, Bc, d);
+    for (int64_t w = begin; w < end; ++w) {
+      const int64_t kvb = w / k_tiles, j0 = (w % k_tiles) * Bc, cols = std::min(Bc, Tk - j0);
+      const int64_t b = kvb / plan.Hkv, g = kvb % plan.Hkv;
+      at::Tensor dk_t = view(dk + (kvb * Tk + j0) * d, cols, d, d);
+      at::Tensor dv_t = view(dv + (kvb * Tk + j0) * d, cols, d, d);
+      for (int64_t h = g * plan.group(); h < (g + 1) * plan.group(); ++h) {
+        const int64_t bh = b * plan.H + h;
+        for (int64_t t = 0; t < plan.row_tiles(bh); ++t) {
+          const RowTile& rt = plan.row_tile(bh, t);
+          const T *qt = nullptr, *dot_ = nullptr;
+          if (!tile_grads(sc, bh, rt, j0, cols, qt, dot_)) continue;
+          dv_t.addmm_(view(sc.p.data(), rt.n, cols, Bc).t(), view(dot_, rt.n, d, d));
+          dk_t.addmm_(view(sc.ds.data(), rt.n, cols, Bc).t(), view(qt, rt.n, d, d), 1, in.scale);
+          if (dbias)  // the bias is per key: its gradient sums dS over the query rows
+            for (int64_t a = 0; a < rt.n; ++a)
+              for (int64_t c = 0; c < cols; ++c) dbias[kvb * Tk + j0 + c] += sc.ds[a * Bc + c];
+        }
+      }
+    }
+  });
+}
+
+template void backward_tiles<float>(const Tensors<float>&, const TilePlan&, const float*, const float*, const float*,
+                                    float*, float*, float*, float*);
+template void backward_tiles<double>(const Tensors<double>&, const TilePlan&, const double*, const double*,
+                                     const double*, double*, double*, double*, double*);
+
+}  // namespace attnlab::kernels::detail

@@ -1,0 +1,58 @@
+// The host-side layout of one fused attention call (docs/kernels/attention.md, "Tiles and
+// skipping"): the query rows of each (batch, head) cut into tiles, per-tile bounds on positions
+// and documents, and the test that says whether a (query tile, key tile) pair is skipped, fully
+// visible, or needs an element mask. Internal to kernels/attention/.
+#pragma once
+#include <cstdint>
+#include <utility>
+#include <vector>
+
+#include "kernels/attention/spec.h"
+
+namespace attnlab::kernels::detail {
+
+enum class TileKind { skip, full, partial };
+
+/// A tile of query rows of one (batch, head): rows[0..n), ascending.
+struct RowTile {
+  const int64_t* rows = nullptr;
+  int64_t n = 0;
+  bool contiguous = false;  ///< rows are rows[0], rows[0] + 1, ...
+  int64_t pos_min = 0, pos_max = 0, doc_min = 0, doc_max = 0;
+};
+
+class TilePlan {
+ public:
+  /// Resolves `spec` for q [B, H, Tq, ·] and k [B, Hkv, Tk, ·] (checks every tensor's shape).
+  TilePlan(const AttentionSpec& spec, int64_t B, int64_t H, int64_t Hkv, int64_t Tq, int64_t Tk);
+
+  int64_t B, H, Hkv, Tq, Tk, Br, Bc;
+  int64_t group() const { return H / Hkv; }
+  int64_t key_tiles() const { return (Tk + Bc - 1) / Bc; }
+  /// Every (b·H + h, row tile) with at least one row, for at::parallel_for.
+  const std::vector<std::pair<int64_t, int64_t>>& work() const { return work_; }
+  int64_t row_tiles(int64_t bh) const { return static_cast<int64_t>(tiles_[slot(bh)].size()); }
+  const RowTile& row_tile(int64_t bh, int64_t t) const { return tiles_[slot(bh)][t]; }
+  /// Whether keys [j0, j0 + cols) of batch b can be seen by the rows of `rt`, all of them, or some.
+  TileKind classify(int64_t b, const RowTile& rt, int64_t j0, int64_t cols) const;
+  /// vis[a·ld + c] = query rt.rows[a] sees key j0 + c (kv head g); returns whether any does.
+  bool fill_mask(int64_t b, int64_t g, const RowTile& rt, int64_t j0, int64_t cols, uint8_t* vis,
+                 int64_t ld) const;
+
+ private:
+  int64_t slot(int64_t bh) const { return per_head_ ? bh : bh / H; }
+  bool visible(int64_t b, int64_t g, int64_t i, int64_t j) const;
+
+  int64_t window_, sinks_, keep_block_ = 1;
+  bool per_head_ = false, docs_ = false;
+  std::vector<int64_t> q_pos_, k_pos_, q_doc_, k_doc_;  // [B, T] each
+  std::vector<uint8_t> keep_;                           // [B, Hkv, 1 or Tq, blocks]
+  int64_t keep_rows_ = 0, keep_blocks_ = 0;
+  std::vector<std::vector<int64_t>> rows_;  // per batch row (all rows) or per (b, h) (active rows)
+  std::vector<std::vector<RowTile>> tiles_;
+  struct KeyBounds { int64_t pos_min, pos_max, doc_min, doc_max; };
+  std::vector<KeyBounds> key_bounds_;  // [B, key tiles]
+  std::vector<std::pair<int64_t, int64_t>> work_;
+};
+
+}  // namespace attnlab::kernels::detail
