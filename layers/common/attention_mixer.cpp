@@ -114,6 +114,7 @@ at::Tensor AttentionMixer::forward(const at::Tensor& x, const MixerContext& ctx)
     call.spec.k_pos = gather_sequence(pos.contiguous(), cp, pos.dim() - 1);
     if (call.spec.q_doc.defined()) call.spec.k_doc = gather_sequence(call.spec.q_doc.contiguous(), cp, 1);
   }
+  call.gates = gates;
   if (gates.defined() && skip_zero_gates()) call.spec.active_rows = gates.ne(0).transpose(1, 2);  // [B, H, T]
   call.q = q.transpose(1, 2), call.k = k.transpose(1, 2), call.v = v.transpose(1, 2);
   if (kb.defined()) call.key_bias = kb.transpose(1, 2);
@@ -154,6 +155,7 @@ at::Tensor AttentionMixer::step(const at::Tensor& x_t, MixerState& state) {
   call.spec = base_spec();
   call.spec.q_pos = at::full({1}, p, at::TensorOptions().dtype(at::kLong));
   call.spec.k_pos = c.pos.narrow(0, 0, n);
+  call.gates = gates;
   if (gates.defined() && skip_zero_gates()) call.spec.active_rows = gates.ne(0).transpose(1, 2);
   call.q = q.transpose(1, 2), call.k = c.k.narrow(2, 0, n), call.v = c.v.narrow(2, 0, n);
   if (kb.defined()) call.key_bias = c.key_bias.narrow(2, 0, n);

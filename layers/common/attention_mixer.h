@@ -33,6 +33,7 @@ struct AttentionCoreOptions {
 /// undefined, and `spec` already holding positions and documents.
 struct AttendCall {
   at::Tensor q, k, v, key_bias;
+  at::Tensor gates;  ///< the output gates [B, Tq, H] that will multiply the result, or undefined
   kernels::AttentionSpec spec;
   const MixerContext* ctx = nullptr;  ///< kernel choice, training flag
   bool decoding = false;

@@ -47,6 +47,8 @@ inline std::vector<MixerVariant> contract_variants() {
   // Routing without shared heads, and the parameter-free query-norm router.
   out.push_back({"moh", "{shared_heads: 0, top_k: 2}"});
   out.push_back({"moh", "{shared_heads: 1, top_k: 2, router: query_norm}"});
+  // A selection budget below the test sequences (blocks of 4, 3 per query), GQA.
+  out.push_back({"ssa", "{block_size: 4, block_count: 3, kv_heads: 2}"});
   return out;
 }
 

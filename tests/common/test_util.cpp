@@ -23,6 +23,13 @@ at::Tensor decode_token_by_token(Mixer& m, const at::Tensor& x) {
   return at::stack(steps, 1);
 }
 
+void copy_parameters(Mixer& from, Mixer& to) {
+  torch::NoGradGuard ng;
+  auto src = from.named_parameters();
+  for (auto& p : to.named_parameters())
+    if (src.contains(p.key())) p.value().copy_(src[p.key()]);
+}
+
 double rel_rms(const at::Tensor& ref, const at::Tensor& got) {
   at::Tensor r = ref.detach().to(at::kDouble), g = got.detach().to(at::kDouble);
   const double denom = r.pow(2).mean().sqrt().item<double>();

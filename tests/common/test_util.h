@@ -18,6 +18,9 @@ namespace attnlab::testing {
 /// Runs `m` token by token over x [B, T, D] from a fresh init_state; returns y [B, T, D] and
 /// expects the state to have counted T positions.
 at::Tensor decode_token_by_token(Mixer& m, const at::Tensor& x);
+/// Copies into `to` every parameter it shares by name with `from` (e.g. the projections of two
+/// mixers that should agree).
+void copy_parameters(Mixer& from, Mixer& to);
 
 /// Relative RMS error ||got - ref|| / ||ref|| (fla's metric); logs abs and rel error per tensor.
 double rel_rms(const at::Tensor& ref, const at::Tensor& got);

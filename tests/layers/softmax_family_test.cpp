@@ -28,31 +28,23 @@ std::shared_ptr<Mixer> make(const std::string& type, const std::string& options,
   return m;
 }
 
-/// Copies the parameters `to` shares by name with `from` (the projections).
-void copy_shared(Mixer& from, Mixer& to) {
-  torch::NoGradGuard ng;
-  auto src = from.named_parameters();
-  for (auto& p : to.named_parameters())
-    if (src.contains(p.key())) p.value().copy_(src[p.key()]);
-}
-
 at::Tensor run(Mixer& m, const at::Tensor& x) { return m.forward(x, kernel_context("fused")); }
 
 TEST(SoftmaxFamily, SwaWithAWindowPastTheSequenceIsSoftmax) {
   at::manual_seed(1);
   auto base = make("softmax", "{kv_heads: 2}"), swa = make("swa", "{kv_heads: 2, window: 64, sinks: 3}");
-  copy_shared(*base, *swa);
+  testing::copy_parameters(*base, *swa);
   at::Tensor x = at::randn({2, kT, kDim}, at::kDouble);
   testing::expect_close("swa window > T", run(*base, x), run(*swa, x), 1e-10);
   auto short_window = make("swa", "{kv_heads: 2, window: 8}");
-  copy_shared(*base, *short_window);
+  testing::copy_parameters(*base, *short_window);
   EXPECT_GT(testing::rel_rms(run(*base, x), run(*short_window, x)), 1e-3);  // the window does act
 }
 
 TEST(SoftmaxFamily, DmaWithEverythingKeptAndZeroAIsSoftmax) {
   at::manual_seed(2);
   auto base = make("softmax", "{}"), dma = make("dma", "{keep_window: 64}");
-  copy_shared(*base, *dma);
+  testing::copy_parameters(*base, *dma);
   at::Tensor x = at::randn({2, kT, kDim}, at::kDouble);
   testing::expect_close("dma, A = 0, w > T", run(*base, x), run(*dma, x), 1e-10);
   // A ≠ 0: the per-key bias changes the output, and A gets a gradient even at A = 0.
@@ -94,7 +86,7 @@ TEST(SoftmaxFamily, MohWithZeroRoutersAndEveryHeadActiveIsSoftmax) {
   for (const char* opts : {"{shared_heads: 2, top_k: 2}", "{shared_heads: 0, top_k: 4}", "{shared_heads: 4, top_k: 0}",
                            "{shared_heads: 1, top_k: 3}"}) {
     auto moh = make("moh", opts);
-    copy_shared(*base, *moh);
+    testing::copy_parameters(*base, *moh);
     {
       torch::NoGradGuard ng;
       for (auto& p : moh->named_parameters())
@@ -104,7 +96,7 @@ TEST(SoftmaxFamily, MohWithZeroRoutersAndEveryHeadActiveIsSoftmax) {
   }
   // With a real router and 75% of the heads active the output differs.
   auto sparse = make("moh", "{shared_heads: 2, top_k: 1}");
-  copy_shared(*base, *sparse);
+  testing::copy_parameters(*base, *sparse);
   EXPECT_GT(testing::rel_rms(run(*base, x), run(*sparse, x)), 1e-3);
 }
 
