@@ -61,11 +61,18 @@ void backward_tiles(const Tensors<T>& in, const TilePlan& plan, const T* o, cons
     weights(in, sc.p.data(), rows, cols, Bc, in.key_bias ? in.key_bias + kvb * Tk + j0 : nullptr,
             kind == TileKind::partial ? sc.vis.data() : nullptr, sc.lse.data());
     at::mm_out(ds_t, view(dot_, rows, d, d), view(in.v + (kvb * Tk + j0) * d, cols, d, d).t());
-    for (int64_t a = 0; a < rows; ++a)
-      for (int64_t c = 0; c < cols; ++c) {
-        const T p = sc.p[a * Bc + c], dp = sc.ds[a * Bc + c];
-        sc.ds[a * Bc + c] = in.sigmoid ? dp * p * (T(1) - p) : p * (dp - sc.D[a]);  // dS (hidden: p = 0)
+    for (int64_t a = 0; a < rows; ++a) {  // dS (hidden entries have p = 0)
+      const T* p = sc.p.data() + a * Bc;
+      T* ds = sc.ds.data() + a * Bc;
+      const T Da = sc.D[a];
+      if (in.sigmoid) {
+#pragma omp simd
+        for (int64_t c = 0; c < cols; ++c) ds[c] = ds[c] * p[c] * (T(1) - p[c]);
+      } else {
+#pragma omp simd
+        for (int64_t c = 0; c < cols; ++c) ds[c] = p[c] * (ds[c] - Da);
       }
+    }
     return true;
   };
 
@@ -89,10 +96,11 @@ void backward_tiles(const Tensors<T>& in, const TilePlan& plan, const T* o, cons
     }
   });
   const int64_t k_tiles = plan.key_tiles();
+  const std::vector<int64_t> key_order = balanced_order(k_tiles);  // early key tiles have the most queries
   at::parallel_for(0, plan.B * plan.Hkv * k_tiles, 1, [&](int64_t begin, int64_t end) {
     Scratch<T> sc(Br, Bc, d);
     for (int64_t w = begin; w < end; ++w) {
-      const int64_t kvb = w / k_tiles, j0 = (w % k_tiles) * Bc, cols = std::min(Bc, Tk - j0);
+      const int64_t kvb = w / k_tiles, j0 = key_order[w % k_tiles] * Bc, cols = std::min(Bc, Tk - j0);
       const int64_t b = kvb / plan.Hkv, g = kvb % plan.Hkv;
       at::Tensor dk_t = view(dk + (kvb * Tk + j0) * d, cols, d, d);
       at::Tensor dv_t = view(dv + (kvb * Tk + j0) * d, cols, d, d);

@@ -43,25 +43,22 @@ void forward_tiles(const Tensors<T>& in, const TilePlan& plan, T* o, T* lse) {
         } else {
           for (int64_t a = 0; a < rows; ++a) {  // online softmax over this tile's visible columns
             T* row = s.data() + a * Bc;
-            T row_max = m[a];
-            bool any = false;
-            for (int64_t c = 0; c < cols; ++c) {
-              if (mask && !mask[a * Bc + c]) continue;
-              row[c] = in.scale * row[c] + (bias ? bias[c] : T(0));
-              row_max = std::max(row_max, row[c]), any = true;
-            }
-            if (!any) {
+            const uint8_t* v = mask ? mask + a * Bc : nullptr;
+            logits(row, cols, in.scale, bias);
+            const T tile_max = row_max(row, cols, v);
+            if (tile_max == -std::numeric_limits<T>::infinity()) {  // nothing visible in this row yet
               std::fill(row, row + cols, T(0));
               continue;
             }
-            const T alpha = std::exp(m[a] - row_max);  // m = −∞ the first time: 0
-            T sum = 0;
-            for (int64_t c = 0; c < cols; ++c) {
-              row[c] = mask && !mask[a * Bc + c] ? T(0) : std::exp(row[c] - row_max);
-              sum += row[c];
+            const T new_max = std::max(m[a], tile_max);
+            const T alpha = std::exp(m[a] - new_max);  // m = −∞ the first time: 0
+            const T sum = exp_row(row, cols, new_max, v);
+            if (alpha != T(1)) {
+              T* acc_a = acc.data() + a * d;
+#pragma omp simd
+              for (int64_t x = 0; x < d; ++x) acc_a[x] *= alpha;
             }
-            for (int64_t x = 0; x < d; ++x) acc[a * d + x] *= alpha;
-            l[a] = l[a] * alpha + sum, m[a] = row_max;
+            l[a] = l[a] * alpha + sum, m[a] = new_max;
           }
         }
         acc_t.addmm_(s_t, view(vb + j0 * d, cols, d, d));  // + P̃ V_J

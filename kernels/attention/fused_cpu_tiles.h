@@ -10,6 +10,7 @@
 #include <cstring>
 #include <limits>
 
+#include "kernels/attention/row_math.h"
 #include "kernels/attention/tile_plan.h"
 
 namespace attnlab::kernels::detail {
@@ -41,28 +42,18 @@ const T* gather_rows(const T* base, const RowTile& rt, int64_t d, T* buf) {
   return buf;
 }
 
-template <class T>
-T sigmoid(T z) {
-  return z >= 0 ? T(1) / (T(1) + std::exp(-z)) : std::exp(z) / (T(1) + std::exp(z));
-}
-
 /// Turns a tile of raw products s = q·k (rows × cols, leading dim ld) into logits
 /// z = scale·s + key_bias and then into weights: σ(z + b) (sigmoid) or e^{z − L_a} (softmax, from
-/// the stored log-sum-exp). Hidden entries (vis 0, or every entry of a partial tile's masked
-/// columns) become exactly 0. `vis` is null for a fully visible tile.
+/// the stored log-sum-exp). Hidden entries become exactly 0. `vis` is null for a fully visible tile.
 template <class T>
 void weights(const Tensors<T>& in, T* s, int64_t rows, int64_t cols, int64_t ld, const T* bias, const uint8_t* vis,
              const T* lse) {
   for (int64_t a = 0; a < rows; ++a) {
     T* row = s + a * ld;
-    for (int64_t c = 0; c < cols; ++c) {
-      if (vis && !vis[a * ld + c]) {
-        row[c] = 0;
-        continue;
-      }
-      const T z = in.scale * row[c] + (bias ? bias[c] : T(0));
-      row[c] = in.sigmoid ? sigmoid(z + in.sigmoid_bias) : std::exp(z - lse[a]);
-    }
+    const uint8_t* v = vis ? vis + a * ld : nullptr;
+    logits(row, cols, in.scale, bias);
+    if (in.sigmoid) sigmoid_row(row, cols, in.sigmoid_bias, v);
+    else exp_row(row, cols, lse[a], v);
   }
 }
 

@@ -23,7 +23,7 @@ at::Tensor rows_of(const at::Tensor& t, int64_t T, int64_t fallback, c10::Device
 
 }  // namespace
 
-at::Tensor attention_visibility(const AttentionSpec& s, int64_t B, int64_t H, int64_t Hkv, int64_t Tq, int64_t Tk,
+at::Tensor attention_visibility(const AttentionSpec& s, int64_t /*B*/, int64_t H, int64_t Hkv, int64_t Tq, int64_t Tk,
                                 c10::Device device) {
   const at::Tensor qp = rows_of(s.q_pos, Tq, Tk - Tq, device).unsqueeze(-1);  // [Bp, Tq, 1]
   const at::Tensor kp = rows_of(s.k_pos, Tk, 0, device).unsqueeze(-2);        // [Bp, 1, Tk]

@@ -38,7 +38,7 @@ struct AttentionSpec {
   /// bool [B, H, Tq]: the (row, head) pairs to compute; the others output 0, cost nothing and
   /// pass no gradient. Undefined: all rows.
   at::Tensor active_rows;
-  /// Tile sizes of the fused CPU kernel (query rows × key columns); 0 = 64.
+  /// Tile sizes of the fused CPU kernel (query rows × key columns); 0 = 128 (docs/kernels/attention.md).
   int64_t query_tile = 0, key_tile = 0;
 };
 

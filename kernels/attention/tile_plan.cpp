@@ -26,9 +26,18 @@ std::vector<int64_t> per_row(const at::Tensor& t, int64_t B, int64_t T, int64_t 
 
 }  // namespace
 
+std::vector<int64_t> balanced_order(int64_t n) {
+  std::vector<int64_t> order;
+  for (int64_t lo = 0, hi = n - 1; lo <= hi; ++lo, --hi) {
+    order.push_back(lo);
+    if (hi != lo) order.push_back(hi);
+  }
+  return order;
+}
+
 TilePlan::TilePlan(const AttentionSpec& s, int64_t B_, int64_t H_, int64_t Hkv_, int64_t Tq_, int64_t Tk_)
-    : B(B_), H(H_), Hkv(Hkv_), Tq(Tq_), Tk(Tk_), Br(s.query_tile ? s.query_tile : 64),
-      Bc(s.key_tile ? s.key_tile : 64), window_(s.window), sinks_(s.sinks) {
+    : B(B_), H(H_), Hkv(Hkv_), Tq(Tq_), Tk(Tk_), Br(s.query_tile ? s.query_tile : 128),
+      Bc(s.key_tile ? s.key_tile : 128), window_(s.window), sinks_(s.sinks) {
   ATTNLAB_CHECK(Br > 0 && Bc > 0 && Br <= 256 && Bc <= 256, "attention: tiles must be in [1, 256], got ", Br, " x ", Bc);
   ATTNLAB_CHECK(s.window >= 0 && s.sinks >= 0, "attention: window (", s.window, ") and sinks (", s.sinks,
                 ") must be >= 0");
@@ -86,8 +95,11 @@ TilePlan::TilePlan(const AttentionSpec& s, int64_t B_, int64_t H_, int64_t Hkv_,
       tiles_[r].push_back(rt);
     }
   }
+  // Causal tiles late in the sequence see more keys. at::parallel_for hands each thread one
+  // contiguous range, so the tiles of a head are dealt from both ends (0, n−1, 1, n−2, …) to
+  // give every range the same mix of cheap and expensive tiles.
   for (int64_t bh = 0; bh < B * H; ++bh)
-    for (int64_t t = 0; t < row_tiles(bh); ++t) work_.emplace_back(bh, t);
+    for (int64_t t : balanced_order(row_tiles(bh))) work_.emplace_back(bh, t);
   key_bounds_.resize(B * key_tiles());
   for (int64_t b = 0; b < B; ++b)
     for (int64_t t = 0; t < key_tiles(); ++t) {

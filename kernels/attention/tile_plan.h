@@ -13,6 +13,10 @@ namespace attnlab::kernels::detail {
 
 enum class TileKind { skip, full, partial };
 
+/// 0, n − 1, 1, n − 2, …: an order of n tiles whose cost grows (or shrinks) along the sequence
+/// such that any contiguous half of it costs about the same.
+std::vector<int64_t> balanced_order(int64_t n);
+
 /// A tile of query rows of one (batch, head): rows[0..n), ascending.
 struct RowTile {
   const int64_t* rows = nullptr;

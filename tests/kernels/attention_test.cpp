@@ -122,6 +122,7 @@ TEST(FusedAttention, SkippedTilesAreNeverRead) {
   at::Tensor v = at::randn({1, 2, T, d}, at::kDouble);
   AttentionSpec spec;
   spec.scale = 0.25, spec.window = 64;  // query tile [192, 256) sees keys from 129 on
+  spec.query_tile = spec.key_tile = 64;
   at::Tensor kn = k.clone(), vn = v.clone();
   kn.narrow(2, 0, 64).fill_(NAN), vn.narrow(2, 0, 64).fill_(NAN);  // never visible to rows >= 128
   at::Tensor got = kernels::attention_fused(q, kn, vn, {}, spec).narrow(2, 128, 128);
