@@ -124,27 +124,37 @@ TileKind TilePlan::classify(int64_t b, const RowTile& rt, int64_t j0, int64_t /*
   return causal_all && window_all && one_doc && keep_.empty() ? TileKind::full : TileKind::partial;
 }
 
-bool TilePlan::visible(int64_t b, int64_t g, int64_t i, int64_t j) const {
-  const int64_t qp = q_pos_[b * Tq + i], kp = k_pos_[b * Tk + j];
-  if (kp > qp) return false;
-  if (window_ > 0 && qp - kp >= window_ && kp >= sinks_) return false;
-  if (docs_ && q_doc_[b * Tq + i] != k_doc_[b * Tk + j]) return false;
-  if (!keep_.empty()) {
-    const int64_t row = keep_rows_ == 1 ? 0 : i;
-    if (!keep_[((b * Hkv + g) * keep_rows_ + row) * keep_blocks_ + j / keep_block_]) return false;
-  }
-  return true;
-}
-
 bool TilePlan::fill_mask(int64_t b, int64_t g, const RowTile& rt, int64_t j0, int64_t cols, uint8_t* vis,
                          int64_t ld) const {
+  // Branch-free per row, so the column loop vectorises: without documents both id arrays are
+  // 0 (always equal), without a window the limit never binds.
+  const int64_t* kp = k_pos_.data() + b * Tk + j0;
+  const int64_t* kd = k_doc_.data() + b * Tk + j0;
+  const int64_t limit = window_ > 0 ? window_ : INT64_MAX, sinks = sinks_;
+  const uint8_t* keep = keep_.empty() ? nullptr : keep_.data() + (b * Hkv + g) * keep_rows_ * keep_blocks_;
+  const bool one_block = j0 / keep_block_ == (j0 + cols - 1) / keep_block_;
   bool any = false;
-  for (int64_t a = 0; a < rt.n; ++a)
-    for (int64_t c = 0; c < cols; ++c) {
-      const bool v = visible(b, g, rt.rows[a], j0 + c);
-      vis[a * ld + c] = v;
-      any = any || v;
+  for (int64_t a = 0; a < rt.n; ++a) {
+    const int64_t i = rt.rows[a], qp = q_pos_[b * Tq + i], qd = q_doc_[b * Tq + i];
+    uint8_t* out = vis + a * ld;
+    const uint8_t* krow = keep ? keep + (keep_rows_ == 1 ? 0 : i) * keep_blocks_ : nullptr;
+    if (krow && one_block && !krow[j0 / keep_block_]) {  // the whole row of the tile is one unkept block
+      std::fill(out, out + cols, uint8_t(0));
+      continue;
     }
+    uint8_t row_any = 0;
+#pragma omp simd reduction(| : row_any)
+    for (int64_t c = 0; c < cols; ++c) {
+      const uint8_t v = (kp[c] <= qp) & ((qp - kp[c] < limit) | (kp[c] < sinks)) & (kd[c] == qd);
+      out[c] = v;
+      row_any |= v;
+    }
+    if (krow && !one_block) {
+      row_any = 0;
+      for (int64_t c = 0; c < cols; ++c) row_any |= (out[c] &= krow[(j0 + c) / keep_block_]);
+    }
+    any = any || row_any;
+  }
   return any;
 }
 

@@ -45,7 +45,6 @@ class TilePlan {
 
  private:
   int64_t slot(int64_t bh) const { return per_head_ ? bh : bh / H; }
-  bool visible(int64_t b, int64_t g, int64_t i, int64_t j) const;
 
   int64_t window_, sinks_, keep_block_ = 1;
   bool per_head_ = false, docs_ = false;

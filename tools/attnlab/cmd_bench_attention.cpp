@@ -49,9 +49,13 @@ int run_attention_bench(const AttentionBenchArgs& a) {
     }
     if (a.mixer == "moh") spec.active_rows = at::rand({B, H, T}) < a.keep, pairs = 0.5 * a.keep;
     if (a.mixer == "dma") spec.keep = at::rand({B, Hkv, T, T}) < a.keep, pairs = 0.5 * a.keep;  // scattered keys
-    if (a.mixer == "ssa") {  // selected 16-key blocks per query, key tiles of one block
-      spec.keep_block = 16, spec.key_tile = 16;
-      spec.keep = at::rand({B, Hkv, T, (T + 15) / 16}) < a.keep, pairs = 0.5 * a.keep;
+    if (a.mixer == "ssa") {  // 16-key blocks, drawn per run of 32 queries (nearby queries pick alike)
+      spec.keep_block = 16, spec.key_tile = 16, spec.query_tile = 32;
+      spec.keep = (at::rand({B, Hkv, (T + 31) / 32, 1, (T + 15) / 16}) < a.keep)
+                      .expand({B, Hkv, (T + 31) / 32, 32, (T + 15) / 16})
+                      .reshape({B, Hkv, -1, (T + 15) / 16})
+                      .narrow(2, 0, T);
+      pairs = 0.5 * a.keep;
     }
     auto time = [&](const kernels::AttentionSpec& s) {
       const double f = median_ms([&] { at::NoGradGuard ng; kernels::attention_fused(q, k, v, {}, s); }, a.reps);
