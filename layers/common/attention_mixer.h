@@ -39,8 +39,9 @@ struct AttendCall {
   bool decoding = false;
 };
 
-/// Runs `spec` with the chosen kernel: reference (plain torch), or fused / auto (the tiled CPU
-/// kernel; on CUDA, until a GPU run validates a CUDA kernel, the reference, with a warning).
+/// Runs `spec` with the chosen kernel: reference (plain torch), or anything else (auto, fused,
+/// and the linear family's chunked / recurrent in a hybrid) the tiled CPU kernel; on CUDA,
+/// until a GPU run validates a CUDA kernel, the reference, with a one-time warning.
 at::Tensor run_attention(const AttendCall& call);
 
 class AttentionMixer : public Mixer {

@@ -93,6 +93,9 @@ at::Tensor SoftmaxAttention::causal(const at::Tensor& q, const at::Tensor& k, co
   const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim_));
   if (kernel == "reference") return kernels::causal_attention_reference(q, k, v, scale);
   if (kernel == "fused" && !q.is_cuda()) return kernels::causal_attention_fused(q, k, v, scale);
+  if (kernel == "fused") {
+    TORCH_WARN_ONCE("softmax: kernel 'fused' has no validated CUDA kernel yet; using SDPA (docs/kernels/attention.md)");
+  }
   // enable_gqa only when needed: with it set, CPU SDPA leaves the flash kernel for the slower
   // math path (measured: docs/benchmarks.md).
   return at::scaled_dot_product_attention(q, k, v, /*attn_mask=*/{}, /*dropout_p=*/0.0, /*is_causal=*/true, scale,
