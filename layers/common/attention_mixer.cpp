@@ -73,8 +73,6 @@ kernels::AttentionSpec AttentionMixer::base_spec() const {
   return s;
 }
 
-int64_t AttentionMixer::cache_window() const { return base_spec().window; }
-
 std::tuple<at::Tensor, at::Tensor, at::Tensor> AttentionMixer::project(const at::Tensor& x,
                                                                        const at::Tensor& positions) {
   const int64_t B = x.size(0), T = x.size(1);
@@ -151,7 +149,6 @@ at::Tensor AttentionMixer::step(const at::Tensor& x_t, MixerState& state) {
   const int64_t n = c.filled(p + 1);
   AttendCall call;
   call.ctx = &decode;
-  call.decoding = true;
   call.spec = base_spec();
   call.spec.q_pos = at::full({1}, p, at::TensorOptions().dtype(at::kLong));
   call.spec.k_pos = c.pos.narrow(0, 0, n);

@@ -36,7 +36,6 @@ struct AttendCall {
   at::Tensor gates;  ///< the output gates [B, Tq, H] that will multiply the result, or undefined
   kernels::AttentionSpec spec;
   const MixerContext* ctx = nullptr;  ///< kernel choice, training flag
-  bool decoding = false;
 };
 
 /// Runs `spec` with the chosen kernel: reference (plain torch), or anything else (auto, fused,
@@ -70,8 +69,6 @@ class AttentionMixer : public Mixer {
   virtual bool skip_zero_gates() const { return false; }
   /// The attention of one call (default: run_attention). SSA runs two paths here.
   virtual at::Tensor attend(const AttendCall& call) { return run_attention(call); }
-  /// Keys a decode cache must keep beyond the window (0: every position, no eviction).
-  int64_t cache_window() const;
 
   const char* name_;
   int64_t dim_, heads_, kv_heads_, head_dim_;
