@@ -78,8 +78,13 @@ void parse_model(ParseVisitor& v, ModelConfig& m) {
 
 int64_t ModelConfig::resolved_mlp_hidden() const {
   if (mlp_hidden > 0) return mlp_hidden;
-  const int64_t raw = (8 * dim + 2) / 3;
+  if (block.mlp != "swiglu") return 4 * dim;  // GPT-2's width for two-matrix MLPs
+  const int64_t raw = (8 * dim + 2) / 3;  // swiglu: three matrices at the cost of two 4·D ones
   return (raw + 31) / 32 * 32;
+}
+
+PartShape ModelConfig::part_shape() const {
+  return PartShape{dim, resolved_mlp_hidden(), norm_eps, block.bias, max_seq_len};
 }
 
 RunConfig parse_run_config(const YamlSource& src) {

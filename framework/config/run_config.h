@@ -5,7 +5,9 @@
 #include <vector>
 
 #include "framework/config/options.h"
+#include "framework/model/layouts.h"
 #include "framework/model/mixer.h"
+#include "framework/model/parts.h"
 
 namespace attnlab {
 
@@ -20,15 +22,35 @@ struct RunSection {
   }
 };
 
+/// How each block is assembled (docs/model.md, "Blocks as data"); every name is a registered part.
+struct BlockConfig {
+  std::string layout = "pre_norm";
+  std::string norm = "rmsnorm";
+  std::string mlp = "swiglu";
+  bool bias = false;            ///< biases in the MLP's linears
+  bool mixer_residual = true;   ///< x + mixer(...); false: the mixer's output replaces x
+  template <class V> void visit(V& v) {
+    v("layout", layout, "where the norms and residuals sit around the mixer and the MLP",
+      OneOf{layout_registry().names()});
+    v("norm", norm, "the block's norms (and the final one)", OneOf{norm_registry().names()});
+    v("mlp", mlp, "the channel MLP", OneOf{mlp_registry().names()});
+    v("bias", bias, "biases in the MLP's linear layers (they start at zero)");
+    v("mixer_residual", mixer_residual,
+      "add the mixer's output to its input; false for mixers that blend their input in themselves");
+  }
+};
+
 struct ModelConfig {
   int64_t vocab_size = 320;     ///< >= tokenizer vocabulary; rounded up for matmul efficiency
   int64_t dim = 256;
   int64_t layers = 4;
-  int64_t mlp_hidden = 0;       ///< 0: round(8/3 * dim) to a multiple of 32 (SwiGLU)
+  int64_t mlp_hidden = 0;       ///< 0: swiglu round(8/3 * dim) to a multiple of 32, else 4 * dim
   double norm_eps = 1e-5;
   bool tie_embeddings = true;
   int64_t max_seq_len = 1024;
   double init_std = 0.02;
+  std::string positions = "none";
+  BlockConfig block;
   /// Layer i uses pattern[i % pattern.size()]; set from `mixer` alone when `pattern` is absent.
   std::vector<MixerSpec> pattern;
 
@@ -36,13 +58,19 @@ struct ModelConfig {
     v("vocab_size", vocab_size, "embedding rows; must cover the tokenizer", Bounds{2, 1e7});
     v("dim", dim, "model width D", Bounds{8, 65536});
     v("layers", layers, "number of blocks", Bounds{1, 1024});
-    v("mlp_hidden", mlp_hidden, "SwiGLU hidden width; 0 = 8/3*dim rounded to 32", Bounds{0, 1e6});
-    v("norm_eps", norm_eps, "RMSNorm epsilon", Bounds{0, 1});
+    v("mlp_hidden", mlp_hidden, "MLP hidden width; 0 = swiglu: 8/3*dim rounded to 32, others: 4*dim",
+      Bounds{0, 1e6});
+    v("norm_eps", norm_eps, "epsilon of every block norm", Bounds{0, 1});
     v("tie_embeddings", tie_embeddings, "share the embedding and output matrices");
     v("max_seq_len", max_seq_len, "longest sequence the model accepts", Bounds{1, 1e8});
     v("init_std", init_std, "std of the normal weight init", Bounds{0, 10});
+    v("positions", positions, "positional embedding added to the tokens' (RoPE lives in the mixers)",
+      OneOf{positions_registry().names()});
+    v.section("block", block, "the block's layout and parts");
   }
   int64_t resolved_mlp_hidden() const;
+  /// The facts every part is built from.
+  PartShape part_shape() const;
 };
 
 struct DataConfig {

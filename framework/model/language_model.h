@@ -1,8 +1,8 @@
-// Decoder-only language model: embedding -> N pre-norm blocks (RMSNorm, mixer, RMSNorm, SwiGLU,
-// residuals) -> final RMSNorm -> head (tied to the embedding by default). Block i's mixer is
-// model.pattern[i % len] built through the mixer registry.
-// Parameter names follow HF Llama: model.embed_tokens, model.layers.{i}.{input_layernorm,
-// mixer, post_attention_layernorm, mlp}, model.norm, lm_head.
+// Decoder-only language model: token embedding (+ positional embedding) -> N blocks assembled
+// from model.block (framework/model/block.h) -> final norm when the layout wants one -> head
+// (tied to the embedding by default). Block i's mixer is model.pattern[i % len].
+// Parameter names follow HF Llama: model.embed_tokens, model.embed_positions, model.layers.{i}.*,
+// model.norm, lm_head.
 #pragma once
 #include <torch/nn/module.h>
 #include <torch/nn/modules/embedding.h>
@@ -12,26 +12,15 @@
 #include <vector>
 
 #include "framework/config/run_config.h"
-#include "framework/model/blocks.h"
+#include "framework/model/block.h"
 #include "framework/model/mixer.h"
 
 namespace attnlab {
 
-class BlockImpl : public torch::nn::Module {
- public:
-  BlockImpl(const ModelConfig& cfg, const MixerSpec& spec, int64_t index);
-  at::Tensor forward(const at::Tensor& x, const MixerContext& ctx);
-  at::Tensor step(const at::Tensor& x_t, MixerState& state);
-  RMSNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
-  std::shared_ptr<Mixer> mixer;
-  SwiGLU mlp{nullptr};
-  std::string mixer_type;
-};
-TORCH_MODULE(Block);
-
 /// Decoding state of the whole model: one MixerState per block.
 struct ModelState {
   std::vector<std::unique_ptr<MixerState>> layers;
+  int64_t position = 0;  ///< tokens consumed (the next token's position)
 };
 
 class LanguageModelImpl : public torch::nn::Module {
@@ -46,19 +35,25 @@ class LanguageModelImpl : public torch::nn::Module {
   /// tokens [B] -> logits [B, V] for the next position.
   at::Tensor step(const at::Tensor& tokens, ModelState& state);
 
+  /// Each part's own init in registration order (docs/model.md, "Parameter init"), drawing from
+  /// the global torch generator; the constructor calls it.
+  void init_parameters();
   int64_t num_parameters() const;
   /// Forward+backward FLOPs per token (6N plus attention-score terms), for MFU.
   double train_flops_per_token(int64_t seq_len) const;
   const ModelConfig& config() const { return cfg_; }
 
   torch::nn::Embedding embed_tokens{nullptr};
+  std::shared_ptr<PositionEmbedding> embed_positions;  ///< null for model.positions: none
   std::vector<Block> layers;
-  RMSNorm norm{nullptr};
+  std::shared_ptr<Norm> norm;  ///< null when the layout normalises every block's output
   torch::nn::Linear lm_head{nullptr};  // null when tied
 
  private:
   at::Tensor head(const at::Tensor& h);
-  void init_weights(double std);
+  /// Token embedding plus, with learned positions, the embedding of `positions`.
+  at::Tensor embed(const at::Tensor& tokens, const at::Tensor& positions);
+
   ModelConfig cfg_;
 };
 TORCH_MODULE(LanguageModel);

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "framework/config/options.h"
+#include "framework/model/init.h"
 #include "framework/registry/registry.h"
 
 namespace attnlab {
@@ -116,9 +117,10 @@ class Mixer : public torch::nn::Module {
   /// Forward FLOPs per token for a sequence of length T beyond its parameter matmuls
   /// (e.g. attention scores), used for the MFU estimate.
   virtual double extra_flops_per_token(int64_t /*seq_len*/) const { return 0; }
-  /// Called after the model's generic N(0, std) init of every matrix: restore parameters that
-  /// need a specific init (identity feature maps, gate biases). Default: nothing.
-  virtual void reset_special_parameters() {}
+  /// Initialise every parameter this mixer registered, in registration order (docs/model.md,
+  /// "Parameter init"): input projections N(0, s.std), the output projection N(0,
+  /// s.residual_std), biases zero unless the mixer documents otherwise.
+  virtual void init_parameters(const InitScales& s) = 0;
 };
 
 /// The first of `preference` that `mixer` implements at `ranks`, else the first of its own that

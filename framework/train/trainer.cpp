@@ -253,7 +253,7 @@ Trainer::Shard Trainer::my_shard(const at::Tensor& windows, bool training) const
   at::Tensor inputs = windows.narrow(1, 0, T), targets = windows.narrow(1, 1, T);
   // Documents and positions come from the whole window, so that ids and in-document positions
   // agree across the context-parallel shards of one sequence.
-  // Without documents a shard's positions follow from its rank (layers/common/positions.h).
+  // Without documents a shard's positions follow from its rank (framework/model/token_positions.h).
   if (eot_ >= 0) {
     out.ctx.documents = documents_from_eot(inputs, eot_);
     out.ctx.positions = positions_in_documents(out.ctx.documents);

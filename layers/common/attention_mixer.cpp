@@ -12,7 +12,7 @@
 #include "framework/dist/sequence_collectives.h"
 #include "kernels/attention/fused_cpu.h"
 #include "kernels/attention/reference.h"
-#include "layers/common/positions.h"
+#include "framework/model/token_positions.h"
 #include "layers/common/rotary.h"
 
 namespace attnlab::layers {
@@ -65,6 +65,15 @@ AttentionMixer::AttentionMixer(const char* name, const AttentionCoreOptions& o, 
     q_norm = register_module("q_norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({head_dim_})));
     k_norm = register_module("k_norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({head_dim_})));
   }
+}
+
+void AttentionMixer::init_parameters(const InitScales& s) {
+  init_linear(q_proj, s.std);
+  init_linear(k_proj, s.std);
+  init_linear(v_proj, s.std);
+  init_linear(o_proj, s.residual_std);
+  if (q_norm) init_layer_norm(q_norm);
+  if (k_norm) init_layer_norm(k_norm);
 }
 
 kernels::AttentionSpec AttentionMixer::base_spec() const {

@@ -51,6 +51,7 @@ class AttentionMixer : public Mixer {
   std::vector<CpStrategy> cp_strategies() const override { return {CpStrategy::allgather_kv}; }
   bool handles_documents() const override { return true; }
   double extra_flops_per_token(int64_t seq_len) const override;
+  void init_parameters(const InitScales& s) override;
 
   torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
   torch::nn::LayerNorm q_norm{nullptr}, k_norm{nullptr};

@@ -20,6 +20,12 @@ DynamicMaskAttention::DynamicMaskAttention(const DmaOptions& o, const MixerShape
   A = register_parameter("A", at::zeros({kv_heads_}));
 }
 
+void DynamicMaskAttention::init_parameters(const InitScales& s) {
+  AttentionMixer::init_parameters(s);
+  init_linear(dt_proj, s.std);
+  init_constant(A, 0.0);  // the bias starts constant (exp form: 1, linear: 0) (docs/mixers/dma.md)
+}
+
 at::Tensor DynamicMaskAttention::key_bias(const at::Tensor& /*x*/, const at::Tensor& v) {
   // v [B, T, Hkv, d] -> δ [B, T, Hkv]; in fp32 at least (the exp form overflows early in bf16).
   const int64_t B = v.size(0), T = v.size(1);

@@ -27,6 +27,7 @@ struct DmaOptions {
 class DynamicMaskAttention : public AttentionMixer {
  public:
   DynamicMaskAttention(const DmaOptions& opts, const MixerShape& shape);
+  void init_parameters(const InitScales& s) override;
 
   torch::nn::Linear dt_proj{nullptr};  ///< W_Δ: Hkv·d -> Hkv
   at::Tensor A;                        ///< [Hkv], initialised to 0 (the bias starts constant)

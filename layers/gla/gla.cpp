@@ -7,7 +7,7 @@
 
 #include <cmath>
 
-#include "framework/model/blocks.h"
+#include "framework/model/parts.h"
 #include "layers/common/sharded_linear.h"
 
 namespace attnlab::layers {
@@ -31,6 +31,19 @@ Gla::Gla(const GlaOptions& o, const MixerShape& s) : o_(o), kv_heads_(o.kv_heads
   gate_up = register_module("gk_proj_up", torch::nn::Linear(lin(o.gate_rank, kv_heads_ * dk_, true)));
   o_proj = register_module("o_proj", torch::nn::Linear(lin(value_dim, s.dim)));
   norm_weight = register_parameter("g_norm_weight", at::ones({dv_}));
+}
+
+void Gla::init_parameters(const InitScales& s) {
+  // fla's init: every matrix N(0, std), the gate's and output gate's biases zero, so the
+  // initial decays are sigmoid(0)^(1/τ) and the norm's gain one (docs/mixers/gla.md).
+  init_linear(q_proj, s.std);
+  init_linear(k_proj, s.std);
+  init_linear(v_proj, s.std);
+  init_linear(g_proj, s.std);
+  init_linear(gate_down, s.std);
+  init_linear(gate_up, s.std);
+  init_linear(o_proj, s.residual_std);
+  init_constant(norm_weight, 1.0);
 }
 
 std::pair<at::Tensor, at::Tensor> Gla::mix(const at::Tensor& x, const at::Tensor& s0,

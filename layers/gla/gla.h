@@ -43,6 +43,7 @@ class Gla : public LinearStateMixer {
  public:
   Gla(const GlaOptions& opts, const MixerShape& shape);
   double extra_flops_per_token(int64_t seq_len) const override;
+  void init_parameters(const InitScales& s) override;
   /// log α [B, T, kv_heads * dk] in fp32: logsigmoid(gate_up(gate_down(x))) / τ, clamped by
   /// gate_log_min; the per-channel decay the kernel applies at each step.
   at::Tensor log_decay(const at::Tensor& x);

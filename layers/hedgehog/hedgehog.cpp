@@ -14,7 +14,7 @@
 #include "framework/dist/communicator.h"
 #include "framework/dist/sequence_collectives.h"
 #include "layers/common/linear_mixer.h"
-#include "layers/common/positions.h"
+#include "framework/model/token_positions.h"
 #include "layers/common/rotary.h"
 #include "layers/common/sharded_linear.h"
 #include "layers/hedgehog/hybrid_attention.h"
@@ -48,15 +48,19 @@ Hedgehog::Hedgehog(const HedgehogOptions& o, const MixerShape& s)
                    : register_module("k_map", HedgehogFeatureMap(o.heads, head_dim_, feature_dim_, o.feature_map));
   if (o.window > 0) window_logit = register_parameter("window_logit", at::zeros({o.heads}));
   kernel_ = make_kernel_options(1.0, o.chunk_size, o.sub_chunk);
-  reset_special_parameters();
 }
 
-void Hedgehog::reset_special_parameters() {
-  at::NoGradGuard no_grad;
+void Hedgehog::init_parameters(const InitScales& s) {
+  init_linear(q_proj, s.std);
+  init_linear(k_proj, s.std);
+  init_linear(v_proj, s.std);
+  init_linear(o_proj, s.residual_std);
+  // The feature maps start as the identity (docs/mixers/hedgehog.md); the window mix at
+  // window_factor_init.
   q_map->reset_to_identity();
   k_map->reset_to_identity();
   if (window_logit.defined())
-    window_logit.fill_(std::log(o_.window_factor_init / (1.0 - o_.window_factor_init)));
+    init_constant(window_logit, std::log(o_.window_factor_init / (1.0 - o_.window_factor_init)));
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> Hedgehog::project(const at::Tensor& x, const at::Tensor& positions) {

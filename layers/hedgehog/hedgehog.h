@@ -56,7 +56,7 @@ class Hedgehog : public Mixer {
   /// Masks and resets by document itself (positions restart per document).
   bool handles_documents() const override { return true; }
   double extra_flops_per_token(int64_t seq_len) const override;
-  void reset_special_parameters() override;
+  void init_parameters(const InitScales& s) override;
 
   torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
   HedgehogFeatureMap q_map{nullptr}, k_map{nullptr};

@@ -3,7 +3,7 @@
 #include <ATen/ops/silu.h>
 #include <ATen/ops/tensor.h>
 
-#include "framework/model/blocks.h"
+#include "framework/model/parts.h"
 #include "layers/common/sharded_linear.h"
 #include "layers/lightning/decay_schedule.h"
 
@@ -21,6 +21,11 @@ Lightning::Lightning(const LightningOptions& o, const MixerShape& s)
   const auto decay = lightning_log_decay(o.decay_schedule, o.heads, s.layer_index,
                                          std::max<int64_t>(s.num_layers, s.layer_index + 1));
   log_decay = register_buffer("log_decay", at::tensor(decay, at::kDouble).to(at::kFloat));
+}
+
+void Lightning::init_parameters(const InitScales& s) {
+  init_linear(qkvu_proj, s.std);
+  init_linear(o_proj, s.residual_std);  // log_decay is a fixed buffer (the schedule)
 }
 
 std::pair<at::Tensor, at::Tensor> Lightning::mix(const at::Tensor& x, const at::Tensor& s0,

@@ -31,6 +31,7 @@ class Lightning : public LinearStateMixer {
  public:
   Lightning(const LightningOptions& opts, const MixerShape& shape);
   double extra_flops_per_token(int64_t seq_len) const override;
+  void init_parameters(const InitScales& s) override;
 
   torch::nn::Linear qkvu_proj{nullptr}, o_proj{nullptr};
   at::Tensor log_decay;  ///< [H] buffer: log λ_h

@@ -26,6 +26,12 @@ MixtureOfHeads::MixtureOfHeads(const MohOptions& o, const MixerShape& s)
   if (learned_ && shared_ > 0 && top_k_ > 0) router_groups = register_module("router_groups", lin(2));
 }
 
+void MixtureOfHeads::init_parameters(const InitScales& s) {
+  AttentionMixer::init_parameters(s);
+  for (const torch::nn::Linear& router : {router_routed, router_shared, router_groups})
+    if (router) init_linear(router, s.std);
+}
+
 at::Tensor MixtureOfHeads::routing_scores(const at::Tensor& x) {
   if (learned_) return at::softmax(router_routed->forward(x), -1);
   // MoH-LLaMA3: the routed heads' query norms (before RoPE) over their std across heads.

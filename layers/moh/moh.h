@@ -35,6 +35,7 @@ class MixtureOfHeads : public AttentionMixer {
   MixtureOfHeads(const MohOptions& opts, const MixerShape& shape);
   std::vector<AuxLoss> aux_losses() override;
   double extra_flops_per_token(int64_t seq_len) const override;
+  void init_parameters(const InitScales& s) override;
 
   torch::nn::Linear router_routed{nullptr};  ///< W_r: D -> E
   torch::nn::Linear router_shared{nullptr};  ///< W_s: D -> h_s (h_s > 1)

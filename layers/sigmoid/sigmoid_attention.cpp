@@ -17,9 +17,10 @@ SigmoidAttention::SigmoidAttention(const SigmoidOptions& o, const MixerShape& s)
   if (layer_scale_ > 0) gamma = register_parameter("layer_scale", at::full({s.dim}, layer_scale_));
 }
 
-void SigmoidAttention::reset_special_parameters() {
-  torch::NoGradGuard no_grad;
-  if (gamma.defined()) gamma.fill_(layer_scale_);
+void SigmoidAttention::init_parameters(const InitScales& s) {
+  AttentionMixer::init_parameters(s);
+  if (out_norm) init_layer_norm(out_norm);
+  if (gamma.defined()) init_constant(gamma, layer_scale_);
 }
 
 kernels::AttentionSpec SigmoidAttention::base_spec() const {

@@ -28,7 +28,7 @@ class SigmoidAttention : public AttentionMixer {
   SigmoidAttention(const SigmoidOptions& opts, const MixerShape& shape);
   at::Tensor forward(const at::Tensor& x, const MixerContext& ctx) override;
   at::Tensor step(const at::Tensor& x_t, MixerState& state) override;
-  void reset_special_parameters() override;
+  void init_parameters(const InitScales& s) override;
   double bias() const { return bias_; }
 
   torch::nn::LayerNorm out_norm{nullptr};

@@ -13,7 +13,7 @@
 #include "framework/model/documents.h"
 #include "kernels/attention/fused_cpu.h"
 #include "kernels/attention/reference.h"
-#include "layers/common/positions.h"
+#include "framework/model/token_positions.h"
 #include "layers/common/rotary.h"
 #include "layers/softmax/ring_attention.h"
 
@@ -40,6 +40,13 @@ SoftmaxAttention::SoftmaxAttention(const SoftmaxOptions& o, const MixerShape& s)
   k_proj = register_module("k_proj", torch::nn::Linear(lin(s.dim, kv_heads_ * head_dim_)));
   v_proj = register_module("v_proj", torch::nn::Linear(lin(s.dim, kv_heads_ * head_dim_)));
   o_proj = register_module("o_proj", torch::nn::Linear(lin(heads_ * head_dim_, s.dim)));
+}
+
+void SoftmaxAttention::init_parameters(const InitScales& s) {
+  init_linear(q_proj, s.std);
+  init_linear(k_proj, s.std);
+  init_linear(v_proj, s.std);
+  init_linear(o_proj, s.residual_std);
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> SoftmaxAttention::project(const at::Tensor& x,

@@ -40,6 +40,7 @@ class SoftmaxAttention : public Mixer {
   /// Whole sequences run each document as a row; shards mask by document.
   bool handles_documents() const override { return true; }
   double extra_flops_per_token(int64_t seq_len) const override;
+  void init_parameters(const InitScales& s) override;
 
   torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
 

@@ -22,6 +22,11 @@ SparseSparseAttention::SparseSparseAttention(const SsaOptions& o, const MixerSha
   g_proj = register_module("g_proj", torch::nn::Linear(torch::nn::LinearOptions(s.dim, heads_).bias(false)));
 }
 
+void SparseSparseAttention::init_parameters(const InitScales& s) {
+  AttentionMixer::init_parameters(s);
+  init_linear(g_proj, s.std);
+}
+
 at::Tensor SparseSparseAttention::output_gates(const at::Tensor& x, const MixerContext& /*ctx*/) {
   return at::sigmoid(g_proj->forward(x));  // [B, T, H]
 }

@@ -37,6 +37,7 @@ class SparseSparseAttention : public AttentionMixer {
   /// Blocks index the whole sequence, so packed documents run as separate rows.
   bool handles_documents() const override { return false; }
   double extra_flops_per_token(int64_t seq_len) const override;
+  void init_parameters(const InitScales& s) override;
 
   torch::nn::Linear g_proj{nullptr};  ///< D -> H output gates
 

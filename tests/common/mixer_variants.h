@@ -49,6 +49,9 @@ inline std::vector<MixerVariant> contract_variants() {
   out.push_back({"moh", "{shared_heads: 1, top_k: 2, router: query_norm}"});
   // A selection budget below the test sequences (blocks of 4, 3 per query), GQA.
   out.push_back({"ssa", "{block_size: 4, block_count: 3, kv_heads: 2}"});
+  // Grassmann with an offset longer than a context-parallel shard of the tests (the halo then
+  // spans several ranks) and the clamp normalisation.
+  out.push_back({"grassmann", "{rank: 6, offsets: [1, 5, 30], norm: clamp}"});
   return out;
 }
 

@@ -21,6 +21,7 @@ struct Reporting : Mixer {
   at::Tensor forward(const at::Tensor& x, const MixerContext&) override { return x; }
   std::unique_ptr<MixerState> init_state(int64_t, int64_t) override { return nullptr; }
   at::Tensor step(const at::Tensor& x, MixerState&) override { return x; }
+  void init_parameters(const InitScales&) override {}
   std::vector<AuxLoss> aux_losses() override {
     std::vector<AuxLoss> out;
     for (const auto& [name, v] : reports) out.push_back({name, gain * v, 0.01});

@@ -22,6 +22,7 @@ struct NoStrategy : Mixer {
   at::Tensor forward(const at::Tensor& x, const MixerContext&) override { return x; }
   std::unique_ptr<MixerState> init_state(int64_t, int64_t) override { return nullptr; }
   at::Tensor step(const at::Tensor& x, MixerState&) override { return x; }
+  void init_parameters(const InitScales&) override {}
 };
 
 TEST(Mesh, RanksSplitIntoDataAndContextGroups) {

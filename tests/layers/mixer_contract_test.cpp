@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <limits>
 
 #include "framework/config/run_config.h"
 #include "framework/model/mixer.h"
@@ -38,6 +39,33 @@ TEST_P(MixerContract, ShapeAndDtype) {
   at::Tensor y = m->forward(x, {});
   EXPECT_EQ(y.sizes(), x.sizes());
   EXPECT_EQ(y.scalar_type(), at::kDouble);
+}
+
+TEST_P(MixerContract, InitParametersSetsEveryParameterItRegistered) {
+  // docs/model.md, "Parameter init": a mixer initialises all of its own parameters. Poison them
+  // first, so one it forgets stays NaN; biases start at zero; matrices are drawn at the input or
+  // the residual scale (torch's default uniform init would be ~5x wider at this width).
+  auto m = make_mixer(GetParam());
+  {
+    at::NoGradGuard ng;
+    for (auto& p : m->parameters()) p.fill_(std::numeric_limits<double>::quiet_NaN());
+  }
+  const InitScales scales{0.02, 0.005};
+  m->init_parameters(scales);
+  for (const auto& item : m->named_parameters()) {
+    const std::string& name = item.key();
+    const at::Tensor& p = item.value();
+    ASSERT_TRUE(at::isfinite(p).all().item<bool>()) << name << " was not initialised";
+    if (name.size() >= 4 && name.compare(name.size() - 4, 4, "bias") == 0)
+      EXPECT_EQ(p.abs().max().item<double>(), 0.0) << name << ": biases start at zero";
+    if (p.dim() == 2 && p.numel() >= 64) {
+      const double sd = p.std().item<double>();
+      const bool input_scale = sd > 0.6 * scales.std && sd < 1.4 * scales.std;
+      const bool residual_scale = sd > 0.6 * scales.residual_std && sd < 1.4 * scales.residual_std;
+      EXPECT_TRUE(input_scale || residual_scale) << name << ": std " << sd;
+      if (name == "o_proj.weight") EXPECT_TRUE(residual_scale) << name << " writes into the residual stream";
+    }
+  }
 }
 
 TEST_P(MixerContract, IsCausal) {

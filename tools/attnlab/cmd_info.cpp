@@ -1,8 +1,10 @@
-// attnlab data prepare | config show | list mixers
+// attnlab data prepare | config show | list mixers | list parts
 #include <fmt/format.h>
 
 #include "framework/data/prepare.h"
+#include "framework/model/layouts.h"
 #include "framework/model/mixer.h"
+#include "framework/model/parts.h"
 #include "tools/attnlab/commands.h"
 
 namespace attnlab::cli {
@@ -65,6 +67,20 @@ void add_list(CLI::App& app, Action& action) {
         fmt::print("{}: {}\n", name, e->description);
         for (const auto& line : e->option_docs) fmt::print("    {}\n", line);
       }
+      return 0;
+    };
+  });
+  auto* parts = list->add_subcommand("parts", "block layouts, norms, MLPs and positional embeddings (model.block)");
+  parts->callback([&action] {
+    action = [] {
+      auto print = [](const char* key, const auto& reg) {
+        fmt::print("{}:\n", key);
+        for (const auto& name : reg.names()) fmt::print("    {}: {}\n", name, reg.find(name)->description);
+      };
+      print("model.block.layout", layout_registry());
+      print("model.block.norm", norm_registry());
+      print("model.block.mlp", mlp_registry());
+      print("model.positions", positions_registry());
       return 0;
     };
   });

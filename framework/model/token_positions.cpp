@@ -1,11 +1,11 @@
-#include "layers/common/positions.h"
+#include "framework/model/token_positions.h"
 
 #include <ATen/ops/arange.h>
 
 #include "framework/dist/communicator.h"
 #include "framework/model/documents.h"
 
-namespace attnlab::layers {
+namespace attnlab {
 
 at::Tensor call_positions(const MixerContext& ctx, int64_t B, int64_t T, c10::Device device, const char* who) {
   if (ctx.positions.defined()) {
@@ -20,4 +20,4 @@ at::Tensor call_positions(const MixerContext& ctx, int64_t B, int64_t T, c10::De
   return at::arange(start, start + T, at::TensorOptions().dtype(at::kLong).device(device));
 }
 
-}  // namespace attnlab::layers
+}  // namespace attnlab
