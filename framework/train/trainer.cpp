@@ -23,6 +23,7 @@
 #include "framework/dist/nccl_backend.h"
 #include "framework/log/console.h"
 #include "framework/model/documents.h"
+#include "framework/train/gemm_peak.h"
 #include "framework/train/setup.h"
 
 namespace attnlab {
@@ -52,12 +53,6 @@ std::string hms(double seconds) {
   return fmt::format("{}:{:02}:{:02}", s / 3600, (s / 60) % 60, s % 60);
 }
 
-// Rough peak for the MFU column: H100 dense bf16 on CUDA; on CPU, cores x 2.5 GHz x 32 fp32
-// FLOP/cycle (two 8-wide FMA units). An estimate, labelled as such in docs/benchmarks.md.
-double peak_flops(c10::Device d) {
-  if (d.is_cuda()) return 989e12;
-  return std::thread::hardware_concurrency() * 2.5e9 * 32;
-}
 }  // namespace
 
 Trainer::Trainer(RunConfig cfg, World world, TrainerOptions opts)
@@ -103,7 +98,10 @@ Trainer::Trainer(RunConfig cfg, World world, TrainerOptions opts)
   if (comm_ && world_.is_main()) comm_->barrier();
   if (cfg_.data.pack == "documents") eot_ = make_tokenizer(cfg_.data)->eot_id();
   flops_per_token_ = model_->train_flops_per_token(cfg_.data.seq_len);
-  peak_flops_ = peak_flops(device_);
+  // MFU against what this machine's GEMM reaches in the compute dtype (bf16 under CUDA autocast).
+  peak_flops_ = measured_gemm_flops(device_, device_.is_cuda() && cfg_.train.dtype != "fp32" && cfg_.train.dtype != "fp64"
+                                                  ? at::kBFloat16
+                                                  : (cfg_.train.dtype == "fp64" ? at::kDouble : at::kFloat));
   tokens_per_step_ = cfg_.train.batch_size * cfg_.train.grad_accum * cfg_.data.seq_len * mesh_.dp;
   // Everything that can refuse the run (locks, checkpoints, resume checks) runs before
   // prepare_run_dir writes anything (trainer_run_dir.cpp).
@@ -315,9 +313,10 @@ void Trainer::log_progress(const StepResult& r, double step_seconds, double elap
 }
 
 int Trainer::train() {
-  say(fmt::format("model: {} layers, {:.2f}M parameters, {:.1f} MFLOP/token (fwd+bwd); device {}{}\n",
+  say(fmt::format("model: {} layers, {:.2f}M parameters, {:.1f} MFLOP/token (fwd+bwd); device {} (GEMM {:.1f} "
+                  "GFLOP/s measured, the MFU denominator){}\n",
                   cfg_.model.layers, model_->num_parameters() / 1e6, flops_per_token_ / 1e6,
-                  device_.str(),
+                  device_.str(), peak_flops_ / 1e9,
                   dp_ ? fmt::format("; data parallel: {} ranks (dp {}, cp {}, zero {}) over {} (launched by {})",
                                     world_.world_size, mesh_.dp, mesh_.cp, cfg_.parallel.zero,
                                     comm_->backend(), world_.launcher)

@@ -52,6 +52,12 @@ inline std::vector<MixerVariant> contract_variants() {
   // Grassmann with an offset longer than a context-parallel shard of the tests (the halo then
   // spans several ranks) and the clamp normalisation.
   out.push_back({"grassmann", "{rank: 6, offsets: [1, 5, 30], norm: clamp}"});
+  // Titans: several chunks per test sequence (and, under context parallelism, shards that start
+  // inside a chunk), each architecture, read-before-write, no conv, a deeper SiLU memory.
+  out.push_back({"titans", "{chunk: 4}"});
+  out.push_back({"titans", "{architecture: mag, chunk: 4, window: 6}"});
+  out.push_back({"titans", "{architecture: mal, chunk: 5, read: before, memory_layers: 1, window: 7}"});
+  out.push_back({"titans", "{chunk: 3, conv: 1, activation: silu, memory_layers: 3}"});
   return out;
 }
 

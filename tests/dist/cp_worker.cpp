@@ -50,11 +50,14 @@ std::string bytes_between(const std::map<std::string, int64_t>& a, const std::ma
   return out.empty() ? std::string(" none") : out;
 }
 
-/// One variant, with or without packed documents, in fp64 (to 1e-10) or fp32 (to 1e-5): the
+/// One variant, with or without packed documents, in fp64 (to 1e-10) or fp32 (to 1e-5, titans 5e-5): the
 /// whole sequence here, then every strategy on the shards. Returns the number of strategies
 /// checked.
 int check_variant(const testing::MixerVariant& variant, bool packed, at::ScalarType dtype, Communicator& cp) {
-  const double tol = dtype == at::kDouble ? 1e-10 : 1e-5;
+  // fp64 is the exactness check. In fp32 the shards' different association (a titans shard
+  // starts mid-chunk, so its pieces differ from the whole run's) is amplified by the memory's
+  // inner gradient steps: measured 1.2e-5 on one gate's gradient at cp 4, so titans gets 5e-5.
+  const double tol = dtype == at::kDouble ? 1e-10 : (variant.type == "titans" ? 5e-5 : 1e-5);
   const int64_t P = cp.size(), r = cp.rank(), D = 32, B = 2, S = 23, T = P * S;  // not a multiple of a chunk
   at::manual_seed(7);  // the same weights and data on every rank
   auto m = MixerRegistry::instance().find(variant.type)->create(*variant.spec().options, MixerShape{D, 0, 2, 4096});

@@ -8,6 +8,7 @@
 
 #include <filesystem>
 #include <limits>
+#include <map>
 
 #include "framework/config/run_config.h"
 #include "framework/model/mixer.h"
@@ -52,10 +53,21 @@ TEST_P(MixerContract, InitParametersSetsEveryParameterItRegistered) {
   }
   const InitScales scales{0.02, 0.005};
   m->init_parameters(scales);
+  // Parameters whose init the mixer's note documents as something else (they must still be set).
+  const std::map<std::string, std::vector<std::string>> documented{
+      {"titans", {"theta_proj.bias", "alpha_proj.bias", "eta_proj.bias", "memory_", "conv_"}}};
+  auto is_documented = [&](const std::string& name) {
+    auto it = documented.find(GetParam().type);
+    if (it == documented.end()) return false;
+    for (const std::string& prefix : it->second)
+      if (name.rfind(prefix, 0) == 0) return true;
+    return false;
+  };
   for (const auto& item : m->named_parameters()) {
     const std::string& name = item.key();
     const at::Tensor& p = item.value();
     ASSERT_TRUE(at::isfinite(p).all().item<bool>()) << name << " was not initialised";
+    if (is_documented(name)) continue;
     if (name.size() >= 4 && name.compare(name.size() - 4, 4, "bias") == 0)
       EXPECT_EQ(p.abs().max().item<double>(), 0.0) << name << ": biases start at zero";
     if (p.dim() == 2 && p.numel() >= 64) {

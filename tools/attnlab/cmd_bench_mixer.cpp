@@ -1,5 +1,5 @@
 // attnlab bench mixer: times the linear-attention kernel family (the softmax family:
-// cmd_bench_attention.cpp) (every implementation) at a
+// cmd_bench_attention.cpp; titans and grassmann as whole layers: bench_layer.cpp) (every implementation) at a
 // mixer's head shapes, forward and forward+backward, next to softmax attention (SDPA) at the
 // same shapes, and reports ratios measured in the same run plus how time grows with T.
 #include <ATen/TensorOperators.h>
@@ -14,6 +14,7 @@
 
 #include "kernels/linear/api.h"
 #include "tools/attnlab/bench_attention.h"
+#include "tools/attnlab/bench_layer.h"
 #include "tools/attnlab/commands.h"
 #include "tools/common/median_time.h"
 
@@ -27,15 +28,18 @@ struct BenchArgs {
   std::vector<std::string> kernels = {"chunked", "fused"};
   int64_t batch = 1, heads = 4, kv_heads = 0, head_dim = 64, reps = 3, chunk = 64, sub_chunk = 16;
   double keep = 0.1;
+  int64_t dim = 256;
+  std::string options = "{}";
 };
 
 int run_bench(const BenchArgs& a) {
   // Gate mode and value width per mixer: GLA per-channel gate, Lightning one decay per head,
   // Hedgehog no gate and a ones column for the normaliser.
+  if (is_layer_bench(a.mixer)) return run_layer_bench({a.mixer, a.options, a.seq, a.batch, a.dim, a.reps});
   if (is_attention_bench(a.mixer))
     return run_attention_bench({a.mixer, a.seq, a.batch, a.heads, a.kv_heads, a.head_dim, a.reps, a.keep});
   if (a.mixer != "gla" && a.mixer != "lightning" && a.mixer != "hedgehog") {
-    fmt::print(stderr, "bench mixer: --mixer must be gla | lightning | hedgehog | softmax | sigmoid | swa | dma | moh | ssa, got '{}'\n", a.mixer);
+    fmt::print(stderr, "bench mixer: --mixer must be gla | lightning | hedgehog | softmax | sigmoid | swa | dma | moh | ssa | titans | grassmann, got '{}'\n", a.mixer);
     return 2;
   }
   const int64_t B = a.batch, H = a.heads, d = a.head_dim, dv = a.mixer == "hedgehog" ? d + 1 : d;
@@ -87,7 +91,8 @@ void add_bench_mixer(CLI::App& bench, Action& action) {
   auto* cmd = bench.add_subcommand("mixer", "time the linear-attention kernels of a mixer vs SDPA");
   auto a = std::make_shared<BenchArgs>();
   cmd->add_option("--mixer", a->mixer,
-                  "gla | lightning | hedgehog (linear kernels), softmax | sigmoid | swa | dma | moh | ssa (attention kernel)");
+                  "gla | lightning | hedgehog (linear kernels), softmax | sigmoid | swa | dma | moh | ssa (attention kernel), "
+                  "titans | grassmann (the whole layer next to gla and softmax)");
   cmd->add_option("--seq", a->seq, "sequence lengths")->delimiter(',');
   cmd->add_option("--kernels", a->kernels, "implementations; the first is the ratio baseline")->delimiter(',');
   cmd->add_option("--batch", a->batch, "batch size")->check(CLI::PositiveNumber);
@@ -98,6 +103,8 @@ void add_bench_mixer(CLI::App& bench, Action& action) {
       ->check(CLI::Range(0.0, 1.0));
   cmd->add_option("--chunk", a->chunk, "chunk size C")->check(CLI::PositiveNumber);
   cmd->add_option("--sub-chunk", a->sub_chunk, "sub-chunk size c")->check(CLI::PositiveNumber);
+  cmd->add_option("--dim", a->dim, "layer benchmark (titans, grassmann): model width")->check(CLI::PositiveNumber);
+  cmd->add_option("--options", a->options, "layer benchmark: the mixer's options as a YAML mapping, e.g. '{architecture: mag}'");
   cmd->add_option("--reps", a->reps, "timed repetitions (median reported)")->check(CLI::PositiveNumber);
   cmd->callback([a, &action] { action = [a] { return run_bench(*a); }; });
 }

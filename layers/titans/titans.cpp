@@ -1,0 +1,191 @@
+#include "layers/titans/titans.h"
+
+#include <ATen/ops/cat.h>
+#include <ATen/ops/rsqrt.h>
+#include <ATen/ops/sigmoid.h>
+#include <ATen/ops/silu.h>
+#include <ATen/ops/zeros.h>
+
+#include <cmath>
+
+#include "framework/dist/sequence_collectives.h"
+#include "framework/model/parts.h"
+#include "kernels/titans/dual.h"
+#include "kernels/titans/reference.h"
+#include "layers/swa/swa.h"
+#include "layers/titans/memory_cp.h"
+#include "layers/titans/short_conv.h"
+
+namespace attnlab::layers {
+
+struct Titans::Projected {
+  at::Tensor q, k, v, theta, alpha, eta;
+};
+
+namespace {
+
+/// Decoding state: the memory, the short convs' input tail, the attention's KV cache.
+struct TitansState : MixerState {
+  kernels::MemoryState memory;
+  at::Tensor conv_tail;  ///< [B, κ − 1, 3·H·d] of the pre-conv projections
+  std::unique_ptr<MixerState> attention;
+};
+
+at::Tensor l2_normalize(const at::Tensor& x) { return x * at::rsqrt(x.pow(2).sum(-1, true) + 1e-12); }
+
+}  // namespace
+
+Titans::Titans(const TitansOptions& o, const MixerShape& s) : o_(o), dim_(s.dim) {
+  head_dim_ = o.head_dim ? o.head_dim : s.dim / o.heads;
+  TORCH_CHECK(o.head_dim || s.dim % o.heads == 0, "titans: dim (", s.dim, ") must be divisible by heads (", o.heads,
+              ") unless head_dim is set");
+  spec_.chunk = o.chunk, spec_.read_after_write = o.read == "after";
+  spec_.loss_scale = o.loss_scale > 0 ? o.loss_scale : 1.0 / static_cast<double>(head_dim_);
+  spec_.activation = o.activation == "silu" ? kernels::MemoryActivation::silu : kernels::MemoryActivation::gelu_tanh;
+  const int64_t H = o.heads, d = head_dim_, width = H * d, hidden = o.expansion * d;
+  auto lin = [](int64_t i, int64_t n, bool bias = false) { return torch::nn::LinearOptions(i, n).bias(bias); };
+  q_proj = register_module("q_proj", torch::nn::Linear(lin(s.dim, width)));
+  k_proj = register_module("k_proj", torch::nn::Linear(lin(s.dim, width)));
+  v_proj = register_module("v_proj", torch::nn::Linear(lin(s.dim, width)));
+  conv_q = register_parameter("conv_q", at::zeros({width, o.conv}));
+  conv_k = register_parameter("conv_k", at::zeros({width, o.conv}));
+  conv_v = register_parameter("conv_v", at::zeros({width, o.conv}));
+  theta_proj = register_module("theta_proj", torch::nn::Linear(lin(s.dim, H, true)));
+  alpha_proj = register_module("alpha_proj", torch::nn::Linear(lin(s.dim, H, true)));
+  eta_proj = register_module("eta_proj", torch::nn::Linear(lin(s.dim, H, true)));
+  for (int64_t l = 0; l < o.memory_layers; ++l) {
+    const int64_t a = l == 0 ? d : hidden, b = l + 1 == o.memory_layers ? d : hidden;
+    memory_init.push_back(register_parameter("memory_" + std::to_string(l), at::zeros({H, a, b})));
+  }
+  out_norm = register_parameter("out_norm", at::ones({d}));
+  gate_proj = register_module("gate_proj", torch::nn::Linear(lin(s.dim, width)));
+  o_proj = register_module("o_proj", torch::nn::Linear(lin(width, s.dim)));
+  if (o.architecture != "lmm") {
+    SwaOptions a;
+    a.core.heads = o.attention_heads, a.window = o.window;
+    attention = register_module("attention", std::make_shared<SlidingWindowAttention>(a, s));
+    if (o.architecture == "mag") {
+      attn_norm = register_parameter("attn_norm", at::ones({s.dim}));
+      mem_norm = register_parameter("mem_norm", at::ones({s.dim}));
+    }
+  }
+  // A usable module straight away (an all-zero MLP memory would never learn); the model
+  // initialises again with its own scales.
+  init_parameters(InitScales{});
+}
+
+void Titans::init_parameters(const InitScales& s) {
+  init_linear(q_proj, s.std);
+  init_linear(k_proj, s.std);
+  init_linear(v_proj, s.std);
+  // The short convs start as the identity (tap 0 on the current token), so they begin as no-ops.
+  for (const at::Tensor& w : {conv_q, conv_k, conv_v}) {
+    init_constant(w, 0.0);
+    at::NoGradGuard g;
+    w.select(1, 0).fill_(1.0);
+  }
+  // Gate biases (docs/mixers/titans.md): θ ≈ 0.12 θ_max, α ≈ 0.007 (slow forgetting), η ≈ 0.88.
+  init_linear(theta_proj, s.std), init_constant(theta_proj->bias, -2.0);
+  init_linear(alpha_proj, s.std), init_constant(alpha_proj->bias, -5.0);
+  init_linear(eta_proj, s.std), init_constant(eta_proj->bias, 2.0);
+  // W_0 ~ N(0, 1/fan_in): a non-zero start (a zero MLP memory never learns, σ(0) = 0).
+  for (const at::Tensor& w : memory_init) init_normal(w, 1.0 / std::sqrt(static_cast<double>(w.size(1))));
+  init_constant(out_norm, 1.0);
+  init_linear(gate_proj, s.std);
+  init_linear(o_proj, s.residual_std);
+  if (attention) attention->init_parameters(s);
+  if (attn_norm.defined()) init_constant(attn_norm, 1.0), init_constant(mem_norm, 1.0);
+}
+
+double Titans::extra_flops_per_token(int64_t seq_len) const {
+  // Per head and token (docs/mixers/titans.md, "Cost"): key pass, query pass and hand-off cost
+  // about 5.5 MLP forwards, plus the n×n products over a chunk of b.
+  double macs = 0, widths = 0;
+  for (const at::Tensor& w : memory_init) macs += static_cast<double>(w.size(1) * w.size(2)), widths += w.size(2);
+  const double per_head = 5.5 * macs + 2.0 * static_cast<double>(o_.chunk) * (widths + head_dim_);
+  return 2.0 * per_head * o_.heads + (attention ? attention->extra_flops_per_token(seq_len) : 0.0);
+}
+
+kernels::MemoryState Titans::memory_start(int64_t batch, at::ScalarType dtype) const {
+  const auto acc = dtype == at::kDouble ? at::kDouble : at::kFloat;  // the state in fp32 at least
+  return kernels::initial_memory_state(memory_init, batch, acc);
+}
+
+Titans::Projected Titans::project(const at::Tensor& x, const at::Tensor& conv_tail) {
+  const int64_t B = x.size(0), T = x.size(1), H = o_.heads, d = head_dim_;
+  const at::Tensor raw = at::cat({q_proj->forward(x), k_proj->forward(x), v_proj->forward(x)}, -1);
+  const at::Tensor conv = at::silu(causal_short_conv(raw, at::cat({conv_q, conv_k, conv_v}, 0), conv_tail));
+  auto heads = [&](const at::Tensor& t) { return t.view({B, T, H, d}).transpose(1, 2); };
+  auto chunks = conv.chunk(3, -1);
+  auto gate = [&](torch::nn::Linear& l) { return at::sigmoid(l->forward(x)).transpose(1, 2); };  // [B, H, T]
+  return {heads(l2_normalize(chunks[0].reshape({B, T, H, d}))).contiguous(),
+          heads(l2_normalize(chunks[1].reshape({B, T, H, d}))).contiguous(), heads(chunks[2]).contiguous(),
+          o_.theta_max * gate(theta_proj), gate(alpha_proj), gate(eta_proj)};
+}
+
+at::Tensor Titans::readout(const at::Tensor& y, const at::Tensor& x) {
+  const int64_t B = x.size(0), T = x.size(1);
+  const at::Tensor normed = rms_normalize(y, 1e-6) * out_norm.to(y.scalar_type());  // [B, H, T, d]
+  return o_proj->forward(normed.transpose(1, 2).reshape({B, T, o_.heads * head_dim_}) * at::silu(gate_proj->forward(x)));
+}
+
+at::Tensor Titans::memory_branch(const at::Tensor& x, const MixerContext& ctx) {
+  auto run = [&](const Projected& p, const kernels::MemoryState& from) {
+    auto f = ctx.kernel == "reference" ? kernels::memory_reference : kernels::memory_dual;
+    return f(p.q, p.k, p.v, p.theta, p.alpha, p.eta, from, spec_);
+  };
+  if (!ctx.cp || ctx.cp->size() == 1) {
+    const Projected p = project(x, at::Tensor());
+    return readout(run(p, memory_start(x.size(0), x.scalar_type())).first, x);
+  }
+  // serial_state (docs/parallelism.md): the conv halo from the previous rank, then the memory
+  // state handed from rank to rank.
+  TORCH_CHECK(ctx.cp_strategy == CpStrategy::serial_state, "titans: context parallelism needs serial_state");
+  const at::Tensor raw = at::cat({q_proj->forward(x), k_proj->forward(x), v_proj->forward(x)}, -1);
+  const ConvHalo halo = conv_halo(raw, o_.conv, *ctx.cp);
+  const Projected p = project(x, halo.tail);
+  auto shard = [&](const kernels::MemoryState& from) { return run(p, from); };
+  const at::Tensor y =
+      serial_memory(shard, memory_start(x.size(0), x.scalar_type()), spec_.chunk, x.size(1), *ctx.cp, halo.exchanged);
+  return readout(y, x);
+}
+
+at::Tensor Titans::combine(const at::Tensor& x, const at::Tensor& memory,
+                           const std::function<at::Tensor(const at::Tensor&)>& swa) {
+  if (o_.architecture == "lmm") return memory;
+  if (o_.architecture == "mal") return memory + swa(x + memory);
+  const at::Tensor a = rms_normalize(swa(x), 1e-6) * attn_norm.to(x.scalar_type());
+  return a * at::sigmoid(rms_normalize(memory, 1e-6) * mem_norm.to(x.scalar_type()));
+}
+
+at::Tensor Titans::forward(const at::Tensor& x, const MixerContext& ctx) {
+  const at::Tensor memory = memory_branch(x, ctx);
+  MixerContext attn_ctx = ctx;
+  if (ctx.cp && ctx.cp->size() > 1) attn_ctx.cp_strategy = CpStrategy::allgather_kv;
+  return combine(x, memory, [&](const at::Tensor& in) { return attention->forward(in, attn_ctx); });
+}
+
+std::unique_ptr<MixerState> Titans::init_state(int64_t batch, int64_t max_len) {
+  auto s = std::make_unique<TitansState>();
+  s->memory = memory_start(batch, memory_init[0].scalar_type());
+  if (attention) s->attention = attention->init_state(batch, max_len);
+  return s;
+}
+
+at::Tensor Titans::step(const at::Tensor& x_t, MixerState& state) {
+  auto& s = static_cast<TitansState&>(state);
+  const at::Tensor x = x_t.unsqueeze(1);
+  const at::Tensor raw = at::cat({q_proj->forward(x), k_proj->forward(x), v_proj->forward(x)}, -1);
+  const Projected p = project(x, s.conv_tail);
+  s.conv_tail = next_conv_tail(raw, s.conv_tail, o_.conv);
+  auto [y, next] = kernels::memory_reference(p.q, p.k, p.v, p.theta, p.alpha, p.eta, s.memory, spec_);
+  s.memory = std::move(next);
+  ++s.position;
+  const at::Tensor memory = readout(y, x).squeeze(1);
+  return combine(x_t, memory, [&](const at::Tensor& in) { return attention->step(in, *s.attention); });
+}
+
+ATTNLAB_REGISTER_MIXER("titans", Titans, TitansOptions,
+                       "Titans neural long-term memory (lmm, mag, mal): test-time MLP memory, chunked dual form");
+
+}  // namespace attnlab::layers

@@ -1,0 +1,94 @@
+// titans: the Titans neural long-term memory (Behrouz et al. 2024; docs/mixers/titans.md).
+// Per head, an MLP memory f(·; W) is trained at test time: each token takes an anchored
+// gradient step with momentum and forgetting on c·‖f(k_t; W) − v_t‖² and reads f(q_t; W_t).
+//   lmm: memory only.    o = W_O(RMSNorm_head(y) ⊙ SiLU(x W_G))
+//   mag: memory as a gate on sliding-window attention:  o = RMSNorm(swa(x)) ⊙ σ(RMSNorm(lmm(x)))
+//   mal: memory as a layer before it:  o = lmm(x) + swa(x + lmm(x))  (two residual sub-layers)
+// q, k, v pass a short causal conv and SiLU; q and k are ℓ2-normalised. θ, α, η are sigmoids of
+// per-head linear maps of x. Training uses the chunkwise dual form (kernels/titans/dual.h);
+// train.kernel: reference runs the token loop.
+#pragma once
+#include <torch/nn/modules/linear.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "framework/model/mixer.h"
+#include "kernels/titans/spec.h"
+
+namespace attnlab::layers {
+
+class SlidingWindowAttention;
+
+struct TitansOptions {
+  std::string architecture = "lmm";
+  int64_t heads = 4;
+  int64_t head_dim = 0;       ///< 0: dim / heads
+  int64_t memory_layers = 2;  ///< L_M
+  int64_t expansion = 4;      ///< hidden width of the memory MLP: expansion · head_dim
+  std::string activation = "gelu_tanh";
+  int64_t chunk = 64;         ///< b: tokens per anchor
+  double loss_scale = 0;      ///< c of the inner loss; 0: 1 / head_dim
+  double theta_max = 0.1;     ///< θ = theta_max · σ(·)
+  std::string read = "after";
+  int64_t conv = 4;           ///< κ of the short convs (1: none)
+  int64_t window = 64;        ///< mag, mal: the attention window
+  int64_t attention_heads = 4;
+  template <class V> void visit(V& v) {
+    v("architecture", architecture, "lmm (memory only), mag (memory gates SWA), mal (memory, then SWA)",
+      OneOf{{"lmm", "mag", "mal"}});
+    v("heads", heads, "memory heads", Bounds{1, 1024});
+    v("head_dim", head_dim, "memory key/value width per head (0 = dim / heads)", Bounds{0, 4096});
+    v("memory_layers", memory_layers, "layers of the memory MLP (1: a linear memory)", Bounds{1, 16});
+    v("expansion", expansion, "memory MLP hidden width / head_dim", Bounds{1, 64});
+    v("activation", activation, "memory MLP activation", OneOf{{"gelu_tanh", "silu"}});
+    v("chunk", chunk, "tokens whose inner gradients share one anchor (1: the online recurrence)", Bounds{1, 1e6});
+    v("loss_scale", loss_scale,
+      "c in the inner loss c·|f(k) - v|²; 0 = 1/head_dim, the mean over features (the paper's 1 diverges at chunk 64)",
+      Bounds{0, 1e6});
+    v("theta_max", theta_max, "largest inner learning rate", Bounds{0, 1e3});
+    v("read", read, "after: y_t = f(q_t; W_t) (read after write); before: f(q_t; W_{t-1})", OneOf{{"after", "before"}});
+    v("conv", conv, "short causal conv kernel on q, k, v (1 = none)", Bounds{1, 64});
+    v("window", window, "mag/mal: sliding attention window", Bounds{1, 1e9});
+    v("attention_heads", attention_heads, "mag/mal: heads of the sliding-window attention", Bounds{1, 1024});
+  }
+};
+
+class Titans : public Mixer {
+ public:
+  Titans(const TitansOptions& o, const MixerShape& s);
+  at::Tensor forward(const at::Tensor& x, const MixerContext& ctx) override;
+  std::unique_ptr<MixerState> init_state(int64_t batch, int64_t max_len) override;
+  at::Tensor step(const at::Tensor& x_t, MixerState& state) override;
+  void init_parameters(const InitScales& s) override;
+  std::vector<CpStrategy> cp_strategies() const override { return {CpStrategy::serial_state}; }
+  double extra_flops_per_token(int64_t seq_len) const override;
+
+  /// The memory branch alone, x [B, T, D] -> [B, T, D] (lmm's output), from the sequence start
+  /// or, under context parallelism, from the state the previous rank hands over.
+  at::Tensor memory_branch(const at::Tensor& x, const MixerContext& ctx);
+
+  torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr};
+  at::Tensor conv_q, conv_k, conv_v;  ///< [H·d, κ]
+  torch::nn::Linear theta_proj{nullptr}, alpha_proj{nullptr}, eta_proj{nullptr};  ///< D -> H, with biases
+  std::vector<at::Tensor> memory_init;  ///< W_0 per layer [H, w_{l−1}, w_l]
+  at::Tensor out_norm;                  ///< per-head RMSNorm gain [d]
+  torch::nn::Linear gate_proj{nullptr}, o_proj{nullptr};
+  std::shared_ptr<SlidingWindowAttention> attention;  ///< mag, mal
+  at::Tensor attn_norm, mem_norm;                     ///< mag: the two RMSNorm gains [D]
+
+  struct Projected;  ///< q, k, v [B, H, T, d] and θ, α, η [B, H, T] of a call
+
+ private:
+  Projected project(const at::Tensor& x, const at::Tensor& conv_tail);
+  at::Tensor readout(const at::Tensor& y, const at::Tensor& x);
+  at::Tensor combine(const at::Tensor& x, const at::Tensor& memory, const std::function<at::Tensor(const at::Tensor&)>& swa);
+  kernels::MemoryState memory_start(int64_t batch, at::ScalarType dtype) const;
+  TitansOptions o_;
+  kernels::MemorySpec spec_;
+  int64_t head_dim_ = 0, dim_ = 0;
+};
+
+}  // namespace attnlab::layers
