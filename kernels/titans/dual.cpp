@@ -61,6 +61,11 @@ at::Tensor dual_piece(const at::Tensor& Q, const at::Tensor& K, const at::Tensor
   for (size_t l = L - 1; l > 0; --l)
     Delta[l - 1] = at::matmul(Delta[l], s.anchor[l].transpose(-1, -2)) * memory_activation_grad(Z[l - 1], spec.activation);
 
+  // The rows of u_l = Aᵀ Δ as the update uses them (soft-clamped when asked); the chain above
+  // backpropagates the unclamped Δ, as the single-token gradient does.
+  std::vector<at::Tensor> U(L);
+  for (size_t l = 0; l < L; ++l) U[l] = Delta[l] * gradient_clamp(A[l], Delta[l], spec);
+
   // Query pass through the per-token weights W_t (or W_{t−1}).
   const bool after = spec.read_after_write;
   const at::Tensor Bq = (after ? Bv : shift_rows(Bv, 1.0, -1)).unsqueeze(-1);
@@ -69,7 +74,7 @@ at::Tensor dual_piece(const at::Tensor& Q, const at::Tensor& K, const at::Tensor
   at::Tensor Ah = Q, Zh;
   for (size_t l = 0; l < L; ++l) {
     Zh = Bq * at::matmul(Ah, s.weights[l]) + Dq * at::matmul(Ah, s.momentum[l]) -
-         at::matmul(CTq * at::matmul(Ah, A[l].transpose(-1, -2)), Delta[l]);
+         at::matmul(CTq * at::matmul(Ah, A[l].transpose(-1, -2)), U[l]);
     if (l + 1 < L) Ah = memory_activation(Zh, spec.activation);
   }
 
@@ -80,8 +85,8 @@ at::Tensor dual_piece(const at::Tensor& Q, const at::Tensor& K, const at::Tensor
                    Gn = G.select(-1, n - 1).unsqueeze(-1).unsqueeze(-1);
   for (size_t l = 0; l < L; ++l) {
     const at::Tensor At = A[l].transpose(-1, -2);
-    const at::Tensor W = Bn * s.weights[l] + Dn * s.momentum[l] - at::matmul(At, c * Delta[l]);
-    s.momentum[l] = Gn * s.momentum[l] - at::matmul(At, sv * Delta[l]);
+    const at::Tensor W = Bn * s.weights[l] + Dn * s.momentum[l] - at::matmul(At, c * U[l]);
+    s.momentum[l] = Gn * s.momentum[l] - at::matmul(At, sv * U[l]);
     s.weights[l] = W;
   }
   s.tau += n;

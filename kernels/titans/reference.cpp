@@ -1,6 +1,9 @@
 #include "kernels/titans/reference.h"
 
+#include <ATen/ops/clamp_min.h>
 #include <ATen/ops/erf.h>
+#include <ATen/ops/ones_like.h>
+#include <ATen/ops/where.h>
 #include <ATen/ops/exp.h>
 #include <ATen/ops/matmul.h>
 #include <ATen/ops/sigmoid.h>
@@ -40,6 +43,14 @@ at::Tensor memory_activation_grad(const at::Tensor& z, MemoryActivation a) {
   return 0.5 * (1 + t) + 0.5 * z * (1 - t * t) * c * (1 + 3 * 0.044715 * z * z);
 }
 
+at::Tensor gradient_clamp(const at::Tensor& a, const at::Tensor& delta, const MemorySpec& spec) {
+  if (spec.max_grad_norm <= 0) return at::ones_like(delta.narrow(-1, 0, 1));
+  const double G = spec.max_grad_norm;
+  const at::Tensor n = a.norm(2, -1, true) * delta.norm(2, -1, true);  // ‖aᵀδ‖_F of the rank-1 product
+  const at::Tensor safe = at::clamp_min(n, 1e-30);
+  return at::where(n > 1e-30, G * at::tanh(safe / G) / safe, at::ones_like(n));
+}
+
 at::Tensor memory_apply(const at::Tensor& x, const std::vector<at::Tensor>& W, MemoryActivation a) {
   at::Tensor h = x;
   for (size_t l = 0; l < W.size(); ++l) {
@@ -60,7 +71,7 @@ std::vector<at::Tensor> memory_inner_gradient(const at::Tensor& k, const at::Ten
   std::vector<at::Tensor> grad(L);
   at::Tensor delta = 2 * spec.loss_scale * (z.back() - v.unsqueeze(-2));
   for (size_t l = L; l-- > 0;) {
-    grad[l] = a[l].transpose(-1, -2) * delta;  // outer product a_{l−1}ᵀ δ_l
+    grad[l] = a[l].transpose(-1, -2) * (delta * gradient_clamp(a[l], delta, spec));  // a_{l−1}ᵀ δ_l
     if (l > 0) delta = at::matmul(delta, W[l].transpose(-1, -2)) * memory_activation_grad(z[l - 1], spec.activation);
   }
   return grad;

@@ -17,6 +17,10 @@ struct MemorySpec {
   double loss_scale = 1.0;  ///< c in c·‖f(k) − v‖² (the paper: 1)
   MemoryActivation activation = MemoryActivation::gelu_tanh;
   bool read_after_write = true;  ///< y_t = f(q_t; W_t); false: f(q_t; W_{t−1})
+  /// > 0: each token's layer gradient u_l = a_{l−1}ᵀ δ_l is soft-clamped to this Frobenius norm,
+  /// u ← u · G tanh(‖u‖/G) / ‖u‖ (‖u‖ = ‖a‖‖δ‖ for the rank-1 product), so no inner step is
+  /// unbounded. 0: off.
+  double max_grad_norm = 0;
 };
 
 /// The recurrent state, per layer l of the memory MLP: [B, H, w_{l−1}, w_l] each, fp32 at least.
@@ -35,5 +39,9 @@ MemoryState initial_memory_state(const std::vector<at::Tensor>& w0, int64_t batc
 /// them to second order).
 at::Tensor memory_activation(const at::Tensor& z, MemoryActivation a);
 at::Tensor memory_activation_grad(const at::Tensor& z, MemoryActivation a);
+
+/// The soft-clamp factor of spec.max_grad_norm for rows of a [.., n, w_{l−1}] and δ [.., n, w_l]
+/// -> [.., n, 1] (ones when the clamp is off).
+at::Tensor gradient_clamp(const at::Tensor& a, const at::Tensor& delta, const MemorySpec& spec);
 
 }  // namespace attnlab::kernels

@@ -39,7 +39,7 @@ Titans::Titans(const TitansOptions& o, const MixerShape& s) : o_(o), dim_(s.dim)
   head_dim_ = o.head_dim ? o.head_dim : s.dim / o.heads;
   TORCH_CHECK(o.head_dim || s.dim % o.heads == 0, "titans: dim (", s.dim, ") must be divisible by heads (", o.heads,
               ") unless head_dim is set");
-  spec_.chunk = o.chunk, spec_.read_after_write = o.read == "after";
+  spec_.chunk = o.chunk, spec_.read_after_write = o.read == "after", spec_.max_grad_norm = o.max_grad_norm;
   spec_.loss_scale = o.loss_scale > 0 ? o.loss_scale : 1.0 / static_cast<double>(head_dim_);
   spec_.activation = o.activation == "silu" ? kernels::MemoryActivation::silu : kernels::MemoryActivation::gelu_tanh;
   const int64_t H = o.heads, d = head_dim_, width = H * d, hidden = o.expansion * d;

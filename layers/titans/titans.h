@@ -33,6 +33,7 @@ struct TitansOptions {
   double loss_scale = 0;      ///< c of the inner loss; 0: 1 / head_dim
   double theta_max = 0.1;     ///< θ = theta_max · σ(·)
   std::string read = "after";
+  double max_grad_norm = 2.0;  ///< soft clamp of each token's inner layer gradient (0 = off)
   int64_t conv = 4;           ///< κ of the short convs (1: none)
   int64_t window = 64;        ///< mag, mal: the attention window
   int64_t attention_heads = 4;
@@ -50,6 +51,8 @@ struct TitansOptions {
       Bounds{0, 1e6});
     v("theta_max", theta_max, "largest inner learning rate", Bounds{0, 1e3});
     v("read", read, "after: y_t = f(q_t; W_t) (read after write); before: f(q_t; W_{t-1})", OneOf{{"after", "before"}});
+    v("max_grad_norm", max_grad_norm,
+      "soft clamp G·tanh(|u|/G) of each token's inner gradient per memory layer (0 = off)", Bounds{0, 1e9});
     v("conv", conv, "short causal conv kernel on q, k, v (1 = none)", Bounds{1, 64});
     v("window", window, "mag/mal: sliding attention window", Bounds{1, 1e9});
     v("attention_heads", attention_heads, "mag/mal: heads of the sliding-window attention", Bounds{1, 1024});

@@ -70,6 +70,7 @@ struct DualCase {
   int64_t chunk, layers;
   MemoryActivation act;
   bool after;
+  double max_grad_norm = 0;
 };
 
 class MemoryDual : public ::testing::TestWithParam<DualCase> {};
@@ -80,6 +81,7 @@ TEST_P(MemoryDual, EqualsTheAnchoredLoopOutputsAndFinalState) {
   const Inputs in = random_inputs(13, c.layers);
   MemorySpec spec;
   spec.chunk = c.chunk, spec.activation = c.act, spec.read_after_write = c.after, spec.loss_scale = 0.7;
+  spec.max_grad_norm = c.max_grad_norm;
   const MemoryState s0 = start(in, true);
   auto [y_ref, s_ref] = memory_reference(in.q, in.k, in.v, in.theta, in.alpha, in.eta, s0, spec);
   auto [y, s] = memory_dual(in.q, in.k, in.v, in.theta, in.alpha, in.eta, s0, spec);
@@ -94,11 +96,14 @@ INSTANTIATE_TEST_SUITE_P(All, MemoryDual,
                                            DualCase{4, 3, MemoryActivation::gelu_tanh, true},
                                            DualCase{16, 2, MemoryActivation::gelu_tanh, true},
                                            DualCase{4, 2, MemoryActivation::gelu_tanh, false},
-                                           DualCase{5, 1, MemoryActivation::silu, false}),
+                                           DualCase{5, 1, MemoryActivation::silu, false},
+                                           DualCase{4, 2, MemoryActivation::gelu_tanh, true, 0.3},
+                                           DualCase{3, 3, MemoryActivation::silu, false, 0.3}),
                          [](const auto& info) {
                            const DualCase& c = info.param;
                            return "b" + std::to_string(c.chunk) + "_L" + std::to_string(c.layers) +
-                                  (c.act == MemoryActivation::silu ? "_silu" : "_gelu") + (c.after ? "" : "_read_before");
+                                  (c.act == MemoryActivation::silu ? "_silu" : "_gelu") + (c.after ? "" : "_read_before") +
+                                  (c.max_grad_norm > 0 ? "_clamped" : "");
                          });
 
 /// The paper's online recurrence (gradient at W_{t−1}), with the gradient from autograd: an
@@ -150,6 +155,28 @@ TEST(MemoryDual, ExplicitInnerGradientEqualsAutograd) {
       const auto got = memory_inner_gradient(k, v, W, spec);
       for (int64_t l = 0; l < L; ++l) testing::expect_close("layer " + std::to_string(l), want[l], got[l], 1e-12);
     }
+}
+
+TEST(MemoryDual, ClampedInnerGradientsAreBoundedAndSmallOnesUntouched) {
+  const Inputs in = random_inputs(1, 2);
+  MemorySpec spec;
+  spec.loss_scale = 3.0;
+  const auto W = initial_memory_state(in.w0, B, at::kDouble).weights;
+  const at::Tensor k = in.k.select(2, 0), v = 5 * in.v.select(2, 0);
+  const auto raw = memory_inner_gradient(k, v, W, spec);
+  spec.max_grad_norm = 0.5;
+  const auto clamped = memory_inner_gradient(k, v, W, spec);
+  double largest = 0;
+  for (size_t l = 0; l < raw.size(); ++l) {
+    const at::Tensor n = raw[l].flatten(2).norm(2, -1), m = clamped[l].flatten(2).norm(2, -1);
+    largest = std::max(largest, n.max().item<double>());
+    EXPECT_LE(m.max().item<double>(), 0.5 + 1e-12);
+    testing::expect_close("G tanh(n/G)", 0.5 * at::tanh(n / 0.5), m, 1e-12);
+  }
+  EXPECT_GT(largest, 1.0);  // the clamp acted
+  spec.max_grad_norm = 1e9;  // far above: 1 − (n/G)²/3 ≈ 1
+  const auto loose = memory_inner_gradient(k, v, W, spec);
+  for (size_t l = 0; l < raw.size(); ++l) testing::expect_close("loose", raw[l], loose[l], 1e-9);
 }
 
 TEST(MemoryDual, ZeroLearningRateReadsTheInitialMemory) {
