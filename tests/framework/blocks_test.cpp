@@ -183,8 +183,9 @@ TEST(Blocks, EveryPartInitialisesItsOwnParameters) {
   for (const auto& item : model->named_parameters()) {
     ASSERT_TRUE(at::isfinite(item.value()).all().item<bool>()) << item.key() << " was not initialised";
     const std::string& n = item.key();
-    if (n.size() >= 4 && n.compare(n.size() - 4, 4, "bias") == 0)
+    if (n.size() >= 4 && n.compare(n.size() - 4, 4, "bias") == 0) {
       EXPECT_EQ(item.value().abs().max().item<double>(), 0.0) << n;
+    }
   }
   // Residual-branch outputs at std / sqrt(2 · layers), inputs at std.
   auto params = model->named_parameters();

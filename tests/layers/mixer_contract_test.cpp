@@ -68,14 +68,17 @@ TEST_P(MixerContract, InitParametersSetsEveryParameterItRegistered) {
     const at::Tensor& p = item.value();
     ASSERT_TRUE(at::isfinite(p).all().item<bool>()) << name << " was not initialised";
     if (is_documented(name)) continue;
-    if (name.size() >= 4 && name.compare(name.size() - 4, 4, "bias") == 0)
+    if (name.size() >= 4 && name.compare(name.size() - 4, 4, "bias") == 0) {
       EXPECT_EQ(p.abs().max().item<double>(), 0.0) << name << ": biases start at zero";
+    }
     if (p.dim() == 2 && p.numel() >= 64) {
       const double sd = p.std().item<double>();
       const bool input_scale = sd > 0.6 * scales.std && sd < 1.4 * scales.std;
       const bool residual_scale = sd > 0.6 * scales.residual_std && sd < 1.4 * scales.residual_std;
       EXPECT_TRUE(input_scale || residual_scale) << name << ": std " << sd;
-      if (name == "o_proj.weight") EXPECT_TRUE(residual_scale) << name << " writes into the residual stream";
+      if (name == "o_proj.weight") {
+        EXPECT_TRUE(residual_scale) << name << " writes into the residual stream";
+      }
     }
   }
 }
