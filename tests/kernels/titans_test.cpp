@@ -17,6 +17,7 @@
 #include <ATen/ops/rand.h>
 #include <ATen/ops/randn.h>
 #include <ATen/ops/zeros.h>
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <torch/csrc/autograd/autograd.h>
 
@@ -101,9 +102,10 @@ INSTANTIATE_TEST_SUITE_P(All, MemoryDual,
                                            DualCase{3, 3, MemoryActivation::silu, false, 0.3}),
                          [](const auto& info) {
                            const DualCase& c = info.param;
-                           return "b" + std::to_string(c.chunk) + "_L" + std::to_string(c.layers) +
-                                  (c.act == MemoryActivation::silu ? "_silu" : "_gelu") + (c.after ? "" : "_read_before") +
-                                  (c.max_grad_norm > 0 ? "_clamped" : "");
+                           // fmt::format: GCC 12's -Wstringop-overflow misfires on chained std::string +.
+                           return fmt::format("b{}_L{}_{}{}{}", c.chunk, c.layers,
+                                              c.act == MemoryActivation::silu ? "silu" : "gelu",
+                                              c.after ? "" : "_read_before", c.max_grad_norm > 0 ? "_clamped" : "");
                          });
 
 /// The paper's online recurrence (gradient at W_{t−1}), with the gradient from autograd: an
