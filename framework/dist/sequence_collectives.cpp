@@ -5,6 +5,8 @@
 #include <ATen/ops/zeros_like.h>
 #include <torch/csrc/autograd/custom_function.h>
 
+#include <algorithm>
+
 namespace attnlab {
 namespace {
 
@@ -115,6 +117,18 @@ at::Tensor heads_to_sequence(const at::Tensor& y, Communicator& group) {
 at::Tensor shift_ranks(const at::Tensor& x, Communicator& group, int64_t distance) {
   if (group.size() == 1 || distance == 0) return distance == 0 ? x : at::zeros_like(x);
   return ShiftRanks::apply(x, &group, distance);
+}
+
+ShardHalo tokens_before_shard(const at::Tensor& x, Communicator& group, int64_t n, int64_t dim) {
+  const int64_t S = x.size(dim), r = group.rank(), tail = std::min(n, S);
+  const at::Tensor last = x.narrow(dim, S - tail, tail).contiguous();
+  if (n <= S) {  // the previous rank's last n entries
+    const at::Tensor moved = shift_ranks(last, group, 1);
+    return {r > 0 ? moved : at::Tensor(), moved};
+  }
+  const at::Tensor moved = gather_sequence(last, group, dim);  // longer than a shard: every shard's
+  const int64_t have = std::min(n, r * S);
+  return {have > 0 ? moved.narrow(dim, r * S - have, have) : at::Tensor(), moved};
 }
 
 at::Tensor tie_to_graph(const at::Tensor& x, const at::Tensor& unused) {

@@ -17,6 +17,16 @@ at::Tensor gather_sequence(const at::Tensor& x, Communicator& group, int64_t dim
 /// step of a halo exchange and of the prefix scan over ranks.
 at::Tensor shift_ranks(const at::Tensor& x, Communicator& group, int64_t distance);
 
+/// The halo of a shard: the `n` entries of x along `dim` just before this rank's shard (fewer
+/// near the sequence start; undefined where there are none, e.g. on rank 0), and `exchanged`,
+/// what the collective produced here, used or not, for the caller to tie into its output (every
+/// rank takes part). One shift from the previous rank when n ≤ the shard length, else an
+/// all-gather of every shard's last min(n, S) entries.
+struct ShardHalo {
+  at::Tensor before, exchanged;
+};
+ShardHalo tokens_before_shard(const at::Tensor& x, Communicator& group, int64_t n, int64_t dim);
+
 /// Ulysses: x [B, S, H, d], this rank's shard of the sequence for all heads -> [B, P·S, H/P, d],
 /// the whole sequence for this rank's group of heads (rank j holds heads j·H/P ..). One
 /// all-to-all; backward is heads_to_sequence. H must be a multiple of P.

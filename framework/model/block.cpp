@@ -7,32 +7,18 @@
 
 namespace attnlab {
 
-namespace {
-
-template <class Part>
-std::shared_ptr<Part> create_part(Registry<PartEntry<Part>>& reg, const char* kind, const std::string& name,
-                                  const PartShape& shape) {
-  const PartEntry<Part>* entry = reg.find(name);
-  if (!entry) throw std::invalid_argument(reg.unknown_message(kind, name));
-  return entry->create(shape);
-}
-
-}  // namespace
-
 BlockImpl::BlockImpl(const ModelConfig& cfg, const MixerSpec& spec, int64_t index)
     : mixer_type(spec.type), mixer_residual_(cfg.block.mixer_residual) {
   const MixerEntry* entry = MixerRegistry::instance().find(spec.type);
   if (!entry) throw std::runtime_error(MixerRegistry::instance().unknown_message("mixer", spec.type));
-  layout_ = layout_registry().find(cfg.block.layout);
-  if (!layout_) throw std::invalid_argument(layout_registry().unknown_message("model.block.layout", cfg.block.layout));
+  layout_ = &layout_registry().get("model.block.layout", cfg.block.layout);
+  const NormEntry& norm = norm_registry().get("model.block.norm", cfg.block.norm);
   const PartShape shape = cfg.part_shape();
   // Registration order is init order (and the checkpoint's tensor order): norm, mixer, norm, mlp.
-  input_layernorm = register_module("input_layernorm", create_part(norm_registry(), "model.block.norm", cfg.block.norm, shape));
+  input_layernorm = register_module("input_layernorm", norm.create(shape));
   mixer = register_module("mixer", entry->create(*spec.options, MixerShape{cfg.dim, index, cfg.layers, cfg.max_seq_len}));
-  if (layout_->norms_per_block > 1)
-    post_attention_layernorm =
-        register_module("post_attention_layernorm", create_part(norm_registry(), "model.block.norm", cfg.block.norm, shape));
-  mlp = register_module("mlp", create_part(mlp_registry(), "model.block.mlp", cfg.block.mlp, shape));
+  if (layout_->norms_per_block > 1) post_attention_layernorm = register_module("post_attention_layernorm", norm.create(shape));
+  mlp = register_module("mlp", mlp_registry().get("model.block.mlp", cfg.block.mlp).create(shape));
 }
 
 BlockParts BlockImpl::parts() const {

@@ -15,22 +15,18 @@ namespace attnlab {
 
 LanguageModelImpl::LanguageModelImpl(const ModelConfig& cfg) : cfg_(cfg) {
   if (cfg.pattern.empty()) throw std::invalid_argument("model.pattern is empty");
-  const LayoutEntry* layout = layout_registry().find(cfg.block.layout);
-  if (!layout) throw std::invalid_argument(layout_registry().unknown_message("model.block.layout", cfg.block.layout));
-  const PositionsEntry* positions = positions_registry().find(cfg.positions);
-  if (!positions) throw std::invalid_argument(positions_registry().unknown_message("model.positions", cfg.positions));
-  const NormEntry* final_norm = norm_registry().find(cfg.block.norm);
-  if (!final_norm) throw std::invalid_argument(norm_registry().unknown_message("model.block.norm", cfg.block.norm));
   const PartShape shape = cfg.part_shape();
   embed_tokens = register_module("embed_tokens", torch::nn::Embedding(cfg.vocab_size, cfg.dim));
-  if (auto p = positions->create(shape)) embed_positions = register_module("embed_positions", p);
+  if (auto p = positions_registry().get("model.positions", cfg.positions).create(shape))
+    embed_positions = register_module("embed_positions", p);
   torch::nn::ModuleList list;
   for (int64_t i = 0; i < cfg.layers; ++i) {
     layers.push_back(Block(cfg, cfg.pattern[i % cfg.pattern.size()], i));
     list->push_back(layers.back());
   }
   register_module("layers", list);
-  if (layout->final_norm) norm = register_module("norm", final_norm->create(shape));
+  if (layout_registry().get("model.block.layout", cfg.block.layout).final_norm)
+    norm = register_module("norm", norm_registry().get("model.block.norm", cfg.block.norm).create(shape));
   if (!cfg.tie_embeddings)
     lm_head = register_module(
         "lm_head", torch::nn::Linear(torch::nn::LinearOptions(cfg.dim, cfg.vocab_size).bias(false)));

@@ -1,6 +1,8 @@
 // Positional embeddings added to the token embedding: none (position enters through the mixers,
 // e.g. RoPE) or a learned absolute table (GPT-2's wpe).
+#include <ATen/ops/aminmax.h>
 #include <ATen/ops/embedding.h>
+#include <ATen/ops/stack.h>
 #include <ATen/ops/zeros.h>
 
 #include "framework/model/parts.h"
@@ -15,7 +17,9 @@ class LearnedPositions : public PositionEmbedding {
   }
   at::Tensor forward(const at::Tensor& positions) override {
     if (positions.numel() > 0) {
-      const int64_t hi = positions.max().item<int64_t>(), lo = positions.min().item<int64_t>();
+      const auto [mn, mx] = at::aminmax(positions);
+      const at::Tensor both = at::stack({mn, mx}).cpu();  // one host read
+      const int64_t lo = both[0].item<int64_t>(), hi = both[1].item<int64_t>();
       TORCH_CHECK(lo >= 0 && hi < rows_, "model.positions: learned: position ", lo < 0 ? lo : hi,
                   " is outside the table of model.max_seq_len = ", rows_, " rows");
     }

@@ -26,6 +26,12 @@ class Registry {
     auto it = entries_.find(name);
     return it == entries_.end() ? nullptr : &it->second;
   }
+  /// The entry `name`; throws std::invalid_argument with unknown_message(kind, name) if absent.
+  const Entry& get(const std::string& kind, const std::string& name) const {
+    const Entry* e = find(name);
+    if (!e) throw std::invalid_argument(unknown_message(kind, name));
+    return *e;
+  }
   std::vector<std::string> names() const {
     std::vector<std::string> out;
     for (const auto& [k, _] : entries_) out.push_back(k);

@@ -80,26 +80,15 @@ at::Tensor Grassmann::mixing_feature(const at::Tensor& x, const MixerContext& ct
   TORCH_CHECK(ctx.cp_strategy == CpStrategy::halo, "grassmann: context parallelism needs the halo strategy");
   // halo: the reduced states of the `reach` tokens before this shard (docs/parallelism.md).
   // Every rank takes part in the exchange, rank 0 included, whose halo is empty.
-  Communicator& cp = *ctx.cp;
-  const int64_t S = z.size(1), r = cp.rank(), tail = std::min(reach_, S);
-  auto before_shard = [&](const at::Tensor& t, at::Tensor& moved) -> at::Tensor {
-    at::Tensor last = t.narrow(1, S - tail, tail).contiguous();
-    if (reach_ <= S) {
-      moved = shift_ranks(last, cp, 1);
-      return r > 0 ? moved : at::Tensor();
-    }
-    moved = gather_sequence(last, cp, 1);  // a reach longer than a shard: every shard's tail
-    const int64_t n = std::min(reach_, r * S);
-    return n > 0 ? moved.narrow(1, r * S - n, n) : at::Tensor();
-  };
-  at::Tensor moved, moved_docs, docs;
-  const at::Tensor halo = before_shard(z, moved);
+  const ShardHalo zh = tokens_before_shard(z, *ctx.cp, reach_, 1);
+  const at::Tensor& halo = zh.before;
+  at::Tensor docs;
   if (ctx.documents.defined()) {
     const at::Tensor d = ctx.documents.to(z.device(), at::kLong);
-    const at::Tensor halo_docs = before_shard(d, moved_docs);
+    const at::Tensor halo_docs = tokens_before_shard(d, *ctx.cp, reach_, 1).before;
     docs = halo_docs.defined() ? at::cat({halo_docs, d}, 1) : d;
   }
-  if (!halo.defined()) return tie_to_graph(mix(z, docs, 0, ctx.kernel), moved);
+  if (!halo.defined()) return tie_to_graph(mix(z, docs, 0, ctx.kernel), zh.exchanged);
   return mix(at::cat({halo.to(z.scalar_type()), z}, 1), docs, halo.size(1), ctx.kernel);
 }
 

@@ -77,27 +77,16 @@ std::vector<CpStrategy> Hedgehog::cp_strategies() const { return linear_cp_strat
 std::pair<WindowHalo, at::Tensor> Hedgehog::halo(const at::Tensor& k, const at::Tensor& v,
                                                   const MixerContext& ctx) {
   if (!ctx.cp || ctx.cp->size() == 1) return {};
-  Communicator& cp = *ctx.cp;
-  const int64_t S = k.size(2), w = o_.window, d = k.size(3), tail = std::min(w, S), r = cp.rank();
-  // The w entries of x (along `dim`) just before this shard, or undefined where there are none.
-  // Every rank takes part; `moved` is what the exchange produced here, used or not.
-  auto before_shard = [&](const at::Tensor& x, int64_t dim, at::Tensor& moved) -> at::Tensor {
-    at::Tensor last = x.narrow(dim, S - tail, tail).contiguous();
-    if (w <= S) {  // the previous rank's last w tokens
-      moved = shift_ranks(last, cp, 1);
-      return r > 0 ? moved : at::Tensor();
-    }
-    moved = gather_sequence(last, cp, dim);  // a window longer than a shard: every shard, whole
-    const int64_t n = std::min(w, r * S);
-    return n > 0 ? moved.narrow(dim, r * S - n, n) : at::Tensor();
-  };
-  at::Tensor moved, moved_docs;
-  at::Tensor before = before_shard(at::cat({k, v}, -1), 2, moved);  // k and v in one message
+  // The w tokens before this shard (framework/dist/sequence_collectives.h); k and v in one message.
+  const int64_t w = o_.window, d = k.size(3);
+  const ShardHalo kv = tokens_before_shard(at::cat({k, v}, -1), *ctx.cp, w, 2);
+  const at::Tensor& before = kv.before;
   WindowHalo h;
-  if (ctx.documents.defined()) h.documents = before_shard(ctx.documents.to(k.device(), at::kLong), 1, moved_docs);
-  if (!before.defined()) return {WindowHalo{}, moved};
+  if (ctx.documents.defined())
+    h.documents = tokens_before_shard(ctx.documents.to(k.device(), at::kLong), *ctx.cp, w, 1).before;
+  if (!before.defined()) return {WindowHalo{}, kv.exchanged};
   h.k = before.narrow(-1, 0, d), h.v = before.narrow(-1, d, d), h.phi_k = k_map->forward(h.k);
-  return {h, moved};
+  return {h, kv.exchanged};
 }
 
 at::Tensor Hedgehog::forward(const at::Tensor& x, const MixerContext& ctx) {

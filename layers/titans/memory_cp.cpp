@@ -39,15 +39,6 @@ kernels::MemoryState unpack(const at::Tensor& packed, const kernels::MemoryState
 
 }  // namespace
 
-ConvHalo conv_halo(const at::Tensor& raw, int64_t kernel, Communicator& cp) {
-  if (kernel <= 1) return {};
-  const int64_t keep = kernel - 1, S = raw.size(1);
-  TORCH_CHECK(S >= keep, "titans: a context-parallel shard of ", S, " tokens is shorter than the conv tail (conv - 1 = ",
-              keep, ")");
-  const at::Tensor moved = shift_ranks(raw.narrow(1, S - keep, keep).contiguous(), cp, 1);
-  return {cp.rank() > 0 ? moved : at::Tensor(), moved};
-}
-
 at::Tensor serial_memory(const MemoryShard& shard, const kernels::MemoryState& start, int64_t chunk, int64_t S,
                          Communicator& cp, const at::Tensor& after) {
   const int64_t P = cp.size(), r = cp.rank();

@@ -1,6 +1,6 @@
 // Context parallelism for the Titans memory (docs/parallelism.md, "serial_state"): the memory's
-// state (anchor, weights, momentum) is passed from rank to rank, LASP-1 style, and the short
-// convs get the κ − 1 projected rows before the shard from the previous rank. The forward is
+// state (anchor, weights, momentum) is passed from rank to rank, LASP-1 style (the short convs'
+// κ − 1 rows before the shard come from tokens_before_shard). The forward is
 // serial over ranks (rank r starts when rank r − 1 has finished its shard); the backward runs
 // the chain in reverse. Every hop's message depends on the previous hop's, so all ranks run the
 // backward of the exchanges in the same order.
@@ -14,13 +14,6 @@
 #include "kernels/titans/spec.h"
 
 namespace attnlab::layers {
-
-/// The previous rank's last κ − 1 rows of `raw` [B, S, C] (undefined on rank 0), and the
-/// exchanged tensor itself, which the caller ties into its output.
-struct ConvHalo {
-  at::Tensor tail, exchanged;
-};
-ConvHalo conv_halo(const at::Tensor& raw, int64_t kernel, Communicator& cp);
 
 /// Runs `shard` once on this rank, from `start` on rank 0 and from the state the previous rank
 /// ends with elsewhere (at position (rank · S) mod chunk of a chunk). Returns the shard's output,

@@ -111,9 +111,12 @@ kernels::MemoryState Titans::memory_start(int64_t batch, at::ScalarType dtype) c
   return kernels::initial_memory_state(memory_init, batch, acc);
 }
 
-Titans::Projected Titans::project(const at::Tensor& x, const at::Tensor& conv_tail) {
+at::Tensor Titans::raw_projections(const at::Tensor& x) {
+  return at::cat({q_proj->forward(x), k_proj->forward(x), v_proj->forward(x)}, -1);
+}
+
+Titans::Projected Titans::project(const at::Tensor& x, const at::Tensor& raw, const at::Tensor& conv_tail) {
   const int64_t B = x.size(0), T = x.size(1), H = o_.heads, d = head_dim_;
-  const at::Tensor raw = at::cat({q_proj->forward(x), k_proj->forward(x), v_proj->forward(x)}, -1);
   const at::Tensor conv = at::silu(causal_short_conv(raw, at::cat({conv_q, conv_k, conv_v}, 0), conv_tail));
   auto heads = [&](const at::Tensor& t) { return t.view({B, T, H, d}).transpose(1, 2); };
   auto chunks = conv.chunk(3, -1);
@@ -135,15 +138,16 @@ at::Tensor Titans::memory_branch(const at::Tensor& x, const MixerContext& ctx) {
     return f(p.q, p.k, p.v, p.theta, p.alpha, p.eta, from, spec_);
   };
   if (!ctx.cp || ctx.cp->size() == 1) {
-    const Projected p = project(x, at::Tensor());
+    const Projected p = project(x, raw_projections(x), at::Tensor());
     return readout(run(p, memory_start(x.size(0), x.scalar_type())).first, x);
   }
   // serial_state (docs/parallelism.md): the conv halo from the previous rank, then the memory
   // state handed from rank to rank.
   TORCH_CHECK(ctx.cp_strategy == CpStrategy::serial_state, "titans: context parallelism needs serial_state");
-  const at::Tensor raw = at::cat({q_proj->forward(x), k_proj->forward(x), v_proj->forward(x)}, -1);
-  const ConvHalo halo = conv_halo(raw, o_.conv, *ctx.cp);
-  const Projected p = project(x, halo.tail);
+  const at::Tensor raw = raw_projections(x);
+  ShardHalo halo;  // the conv's κ − 1 rows before the shard; none without a conv
+  if (o_.conv > 1) halo = tokens_before_shard(raw, *ctx.cp, o_.conv - 1, 1);
+  const Projected p = project(x, raw, halo.before);
   auto shard = [&](const kernels::MemoryState& from) { return run(p, from); };
   const at::Tensor y =
       serial_memory(shard, memory_start(x.size(0), x.scalar_type()), spec_.chunk, x.size(1), *ctx.cp, halo.exchanged);
@@ -175,8 +179,8 @@ std::unique_ptr<MixerState> Titans::init_state(int64_t batch, int64_t max_len) {
 at::Tensor Titans::step(const at::Tensor& x_t, MixerState& state) {
   auto& s = static_cast<TitansState&>(state);
   const at::Tensor x = x_t.unsqueeze(1);
-  const at::Tensor raw = at::cat({q_proj->forward(x), k_proj->forward(x), v_proj->forward(x)}, -1);
-  const Projected p = project(x, s.conv_tail);
+  const at::Tensor raw = raw_projections(x);
+  const Projected p = project(x, raw, s.conv_tail);
   s.conv_tail = next_conv_tail(raw, s.conv_tail, o_.conv);
   auto [y, next] = kernels::memory_reference(p.q, p.k, p.v, p.theta, p.alpha, p.eta, s.memory, spec_);
   s.memory = std::move(next);

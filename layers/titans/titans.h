@@ -85,7 +85,9 @@ class Titans : public Mixer {
   struct Projected;  ///< q, k, v [B, H, T, d] and θ, α, η [B, H, T] of a call
 
  private:
-  Projected project(const at::Tensor& x, const at::Tensor& conv_tail);
+  /// [q | k | v] projections of x before the convs [B, T, 3·H·d] (what conv tails hold).
+  at::Tensor raw_projections(const at::Tensor& x);
+  Projected project(const at::Tensor& x, const at::Tensor& raw, const at::Tensor& conv_tail);
   at::Tensor readout(const at::Tensor& y, const at::Tensor& x);
   at::Tensor combine(const at::Tensor& x, const at::Tensor& memory, const std::function<at::Tensor(const at::Tensor&)>& swa);
   kernels::MemoryState memory_start(int64_t batch, at::ScalarType dtype) const;
