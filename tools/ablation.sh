@@ -12,12 +12,13 @@ declare -A opts=(
   [ssa]="{type: ssa, block_size: 16, block_count: 4}"
   [titans-mag]="{type: titans, architecture: mag}"
   [titans-mal]="{type: titans, architecture: mal}"
+  [titans-mac]="{type: titans, architecture: mac, persistent: 4}"
 )
 # Mixers that come with their own block (configs/mixers/grassmann.yaml).
 declare -A block=(
   [grassmann]="model.positions=learned model.block.layout=post_norm model.block.norm=layernorm model.block.mlp=gelu model.block.bias=true model.block.mixer_residual=false"
 )
-mixers=(softmax swa sigmoid dma moh ssa gla lightning hedgehog titans titans-mag titans-mal grassmann)
+mixers=(softmax swa sigmoid dma moh ssa gla lightning hedgehog titans titans-mag titans-mal titans-mac grassmann)
 [ $# -gt 0 ] && mixers=("$@")
 mkdir -p runs
 for m in "${mixers[@]}"; do

@@ -6,6 +6,7 @@
 #include <ATen/ops/silu.h>
 #include <ATen/ops/zeros.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "framework/dist/sequence_collectives.h"
@@ -15,21 +16,11 @@
 #include "layers/swa/swa.h"
 #include "layers/titans/memory_cp.h"
 #include "layers/titans/short_conv.h"
+#include "layers/titans/state.h"
 
 namespace attnlab::layers {
 
-struct Titans::Projected {
-  at::Tensor q, k, v, theta, alpha, eta;
-};
-
 namespace {
-
-/// Decoding state: the memory, the short convs' input tail, the attention's KV cache.
-struct TitansState : MixerState {
-  kernels::MemoryState memory;
-  at::Tensor conv_tail;  ///< [B, κ − 1, 3·H·d] of the pre-conv projections
-  std::unique_ptr<MixerState> attention;
-};
 
 at::Tensor l2_normalize(const at::Tensor& x) { return x * at::rsqrt(x.pow(2).sum(-1, true) + 1e-12); }
 
@@ -62,13 +53,15 @@ Titans::Titans(const TitansOptions& o, const MixerShape& s) : o_(o), dim_(s.dim)
   o_proj = register_module("o_proj", torch::nn::Linear(lin(width, s.dim)));
   if (o.architecture != "lmm") {
     SwaOptions a;
-    a.core.heads = o.attention_heads, a.window = o.window;
+    a.core.heads = o.attention_heads, a.window = o.window, a.sinks = o.persistent;  // P: visible to every query
+    if (o.architecture == "mac") a.window = o.persistent + 2 * o.segment, a.sinks = 0;  // all of [P; h; S]
     attention = register_module("attention", std::make_shared<SlidingWindowAttention>(a, s));
-    if (o.architecture == "mag") {
+    if (o.architecture == "mag" || o.architecture == "mac") {
       attn_norm = register_parameter("attn_norm", at::ones({s.dim}));
       mem_norm = register_parameter("mem_norm", at::ones({s.dim}));
     }
   }
+  if (o.persistent > 0) persistent = register_parameter("persistent", at::zeros({o.persistent, s.dim}));
   // A usable module straight away (an all-zero MLP memory would never learn); the model
   // initialises again with its own scales.
   init_parameters(InitScales{});
@@ -95,6 +88,17 @@ void Titans::init_parameters(const InitScales& s) {
   init_linear(o_proj, s.residual_std);
   if (attention) attention->init_parameters(s);
   if (attn_norm.defined()) init_constant(attn_norm, 1.0), init_constant(mem_norm, 1.0);
+  // P lives where the normalised layer input does (unit RMS), so N(0, 1) rather than s.std.
+  if (persistent.defined()) init_normal(persistent, 1.0);
+}
+
+std::vector<CpStrategy> Titans::cp_strategies() const {
+  if (o_.architecture == "mac" || o_.persistent > 0) return {};
+  return {CpStrategy::serial_state};
+}
+
+at::Tensor Titans::persistent_prefix(const at::Tensor& x) const {
+  return persistent.to(x.scalar_type()).unsqueeze(0).expand({x.size(0), o_.persistent, dim_});
 }
 
 double Titans::extra_flops_per_token(int64_t seq_len) const {
@@ -103,7 +107,12 @@ double Titans::extra_flops_per_token(int64_t seq_len) const {
   double macs = 0, widths = 0;
   for (const at::Tensor& w : memory_init) macs += static_cast<double>(w.size(1) * w.size(2)), widths += w.size(2);
   const double per_head = 5.5 * macs + 2.0 * static_cast<double>(o_.chunk) * (widths + head_dim_);
-  return 2.0 * per_head * o_.heads + (attention ? attention->extra_flops_per_token(seq_len) : 0.0);
+  const double memory = 2.0 * per_head * o_.heads;
+  if (o_.architecture != "mac") return memory + (attention ? attention->extra_flops_per_token(seq_len) : 0.0);
+  // mac: the retrieval h is one more MLP forward per head; attention runs over two rows per
+  // token (h and the token) inside [P; h; S], so about twice its cost at that length.
+  const double context = static_cast<double>(std::min(seq_len, o_.segment)) * 2 + o_.persistent;
+  return memory + 2.0 * macs * o_.heads + 2.0 * attention->extra_flops_per_token(static_cast<int64_t>(context));
 }
 
 kernels::MemoryState Titans::memory_start(int64_t batch, at::ScalarType dtype) const {
@@ -158,26 +167,49 @@ at::Tensor Titans::combine(const at::Tensor& x, const at::Tensor& memory,
                            const std::function<at::Tensor(const at::Tensor&)>& swa) {
   if (o_.architecture == "lmm") return memory;
   if (o_.architecture == "mal") return memory + swa(x + memory);
-  const at::Tensor a = rms_normalize(swa(x), 1e-6) * attn_norm.to(x.scalar_type());
-  return a * at::sigmoid(rms_normalize(memory, 1e-6) * mem_norm.to(x.scalar_type()));
+  return gate_by_memory(swa(x), memory);
+}
+
+at::Tensor Titans::gate_by_memory(const at::Tensor& attention_out, const at::Tensor& memory) const {
+  const auto dtype = attention_out.scalar_type();
+  const at::Tensor a = rms_normalize(attention_out, 1e-6) * attn_norm.to(dtype);
+  return a * at::sigmoid(rms_normalize(memory, 1e-6) * mem_norm.to(dtype));
 }
 
 at::Tensor Titans::forward(const at::Tensor& x, const MixerContext& ctx) {
-  const at::Tensor memory = memory_branch(x, ctx);
+  if (o_.architecture == "mac") return mac_forward(x, ctx);
   MixerContext attn_ctx = ctx;
   if (ctx.cp && ctx.cp->size() > 1) attn_ctx.cp_strategy = CpStrategy::allgather_kv;
-  return combine(x, memory, [&](const at::Tensor& in) { return attention->forward(in, attn_ctx); });
+  auto swa = [&](const at::Tensor& in) { return attention->forward(in, attn_ctx); };
+  if (o_.persistent == 0) return combine(x, memory_branch(x, ctx), swa);
+  // [P; x]: the memory reads P first and the attention sees it from every query (as sinks).
+  TORCH_CHECK(!ctx.cp || ctx.cp->size() == 1, "titans: persistent tokens have no context-parallel strategy");
+  TORCH_CHECK(!ctx.positions.defined(), "titans: persistent tokens take the positions 0..N_p-1 themselves");
+  const at::Tensor prefixed = at::cat({persistent_prefix(x), x}, 1);
+  return combine(prefixed, memory_branch(prefixed, ctx), swa).narrow(1, o_.persistent, x.size(1));
 }
 
 std::unique_ptr<MixerState> Titans::init_state(int64_t batch, int64_t max_len) {
   auto s = std::make_unique<TitansState>();
+  s->batch = batch;
   s->memory = memory_start(batch, memory_init[0].scalar_type());
-  if (attention) s->attention = attention->init_state(batch, max_len);
+  if (o_.architecture == "mac") return s;  // the attention cache starts with each segment
+  if (attention) s->attention = attention->init_state(batch, max_len + o_.persistent);
+  if (o_.persistent > 0) {
+    at::NoGradGuard no_grad;
+    const at::Tensor p = persistent_prefix(at::zeros({batch, 1, dim_}, persistent.options()));
+    for (int64_t i = 0; i < o_.persistent; ++i) step_tokens(p.select(1, i), *s);
+    s->position = 0;
+  }
   return s;
 }
 
 at::Tensor Titans::step(const at::Tensor& x_t, MixerState& state) {
   auto& s = static_cast<TitansState&>(state);
+  return o_.architecture == "mac" ? mac_step(x_t, s) : step_tokens(x_t, s);
+}
+
+at::Tensor Titans::step_tokens(const at::Tensor& x_t, TitansState& s) {
   const at::Tensor x = x_t.unsqueeze(1);
   const at::Tensor raw = raw_projections(x);
   const Projected p = project(x, raw, s.conv_tail);
@@ -190,6 +222,6 @@ at::Tensor Titans::step(const at::Tensor& x_t, MixerState& state) {
 }
 
 ATTNLAB_REGISTER_MIXER("titans", Titans, TitansOptions,
-                       "Titans neural long-term memory (lmm, mag, mal): test-time MLP memory, chunked dual form");
+                       "Titans neural long-term memory (lmm, mag, mal, mac): test-time MLP memory, chunked dual form");
 
 }  // namespace attnlab::layers

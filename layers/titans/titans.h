@@ -4,6 +4,9 @@
 //   lmm: memory only.    o = W_O(RMSNorm_head(y) ⊙ SiLU(x W_G))
 //   mag: memory as a gate on sliding-window attention:  o = RMSNorm(swa(x)) ⊙ σ(RMSNorm(lmm(x)))
 //   mal: memory as a layer before it:  o = lmm(x) + swa(x + lmm(x))  (two residual sub-layers)
+//   mac: memory as context, per segment: attention over [P; h; S] with the retrievals h aligned
+//        causally, then the memory learns from the attention outputs (layers/titans/mac.cpp)
+// `persistent` learned tokens P precede every sequence (lmm, mag, mal) or every segment (mac).
 // q, k, v pass a short causal conv and SiLU; q and k are ℓ2-normalised. θ, α, η are sigmoids of
 // per-head linear maps of x. Training uses the chunkwise dual form (kernels/titans/dual.h);
 // train.kernel: reference runs the token loop.
@@ -21,6 +24,7 @@
 namespace attnlab::layers {
 
 class SlidingWindowAttention;
+struct TitansState;  ///< layers/titans/state.h
 
 struct TitansOptions {
   std::string architecture = "lmm";
@@ -37,9 +41,12 @@ struct TitansOptions {
   int64_t conv = 4;           ///< κ of the short convs (1: none)
   int64_t window = 64;        ///< mag, mal: the attention window
   int64_t attention_heads = 4;
+  int64_t persistent = 0;     ///< N_p learned tokens before the sequence (mac: before each segment)
+  int64_t segment = 64;       ///< mac: C, tokens per segment
+  std::string retrieval = "causal";  ///< mac: causal, or prefix (leaks the segment's future)
   template <class V> void visit(V& v) {
-    v("architecture", architecture, "lmm (memory only), mag (memory gates SWA), mal (memory, then SWA)",
-      OneOf{{"lmm", "mag", "mal"}});
+    v("architecture", architecture, "lmm (memory only), mag (memory gates SWA), mal (memory, then SWA), mac (memory as context)",
+      OneOf{{"lmm", "mag", "mal", "mac"}});
     v("heads", heads, "memory heads", Bounds{1, 1024});
     v("head_dim", head_dim, "memory key/value width per head (0 = dim / heads)", Bounds{0, 4096});
     v("memory_layers", memory_layers, "layers of the memory MLP (1: a linear memory)", Bounds{1, 16});
@@ -54,8 +61,14 @@ struct TitansOptions {
     v("max_grad_norm", max_grad_norm,
       "soft clamp G·tanh(|u|/G) of each token's inner gradient per memory layer (0 = off)", Bounds{0, 1e9});
     v("conv", conv, "short causal conv kernel on q, k, v (1 = none)", Bounds{1, 64});
-    v("window", window, "mag/mal: sliding attention window", Bounds{1, 1e9});
-    v("attention_heads", attention_heads, "mag/mal: heads of the sliding-window attention", Bounds{1, 1024});
+    v("window", window, "mag/mal: sliding attention window (mac: the segment is the window)", Bounds{1, 1e9});
+    v("attention_heads", attention_heads, "mag/mal/mac: heads of the attention", Bounds{1, 1024});
+    v("persistent", persistent, "learned persistent memory tokens before the sequence (mac: before each segment)",
+      Bounds{0, 4096});
+    v("segment", segment, "mac: tokens per segment (attention runs inside a segment)", Bounds{1, 1e6});
+    v("retrieval", retrieval,
+      "mac: causal (token r sees the retrievals of tokens <= r) or prefix (all of the segment's; leaks the future)",
+      OneOf{{"causal", "prefix"}});
   }
 };
 
@@ -66,7 +79,9 @@ class Titans : public Mixer {
   std::unique_ptr<MixerState> init_state(int64_t batch, int64_t max_len) override;
   at::Tensor step(const at::Tensor& x_t, MixerState& state) override;
   void init_parameters(const InitScales& s) override;
-  std::vector<CpStrategy> cp_strategies() const override { return {CpStrategy::serial_state}; }
+  /// serial_state; none for mac (sequential over segments inside each layer) or with persistent
+  /// tokens (docs/parallelism.md).
+  std::vector<CpStrategy> cp_strategies() const override;
   double extra_flops_per_token(int64_t seq_len) const override;
 
   /// The memory branch alone, x [B, T, D] -> [B, T, D] (lmm's output), from the sequence start
@@ -80,9 +95,12 @@ class Titans : public Mixer {
   at::Tensor out_norm;                  ///< per-head RMSNorm gain [d]
   torch::nn::Linear gate_proj{nullptr}, o_proj{nullptr};
   std::shared_ptr<SlidingWindowAttention> attention;  ///< mag, mal
-  at::Tensor attn_norm, mem_norm;                     ///< mag: the two RMSNorm gains [D]
+  at::Tensor attn_norm, mem_norm;                     ///< mag, mac: the two RMSNorm gains [D]
+  at::Tensor persistent;                              ///< [N_p, D], or undefined
 
-  struct Projected;  ///< q, k, v [B, H, T, d] and θ, α, η [B, H, T] of a call
+  struct Projected {  ///< q, k, v [B, H, T, d] and θ, α, η [B, H, T] of a call
+    at::Tensor q, k, v, theta, alpha, eta;
+  };
 
  private:
   /// [q | k | v] projections of x before the convs [B, T, 3·H·d] (what conv tails hold).
@@ -90,6 +108,16 @@ class Titans : public Mixer {
   Projected project(const at::Tensor& x, const at::Tensor& raw, const at::Tensor& conv_tail);
   at::Tensor readout(const at::Tensor& y, const at::Tensor& x);
   at::Tensor combine(const at::Tensor& x, const at::Tensor& memory, const std::function<at::Tensor(const at::Tensor&)>& swa);
+  /// mag, mac: RMSNorm(attention) ⊙ σ(RMSNorm(memory)), both [B, T, D].
+  at::Tensor gate_by_memory(const at::Tensor& attention_out, const at::Tensor& memory) const;
+  /// P as a [B, N_p, D] prefix in x's dtype.
+  at::Tensor persistent_prefix(const at::Tensor& x) const;
+  at::Tensor step_tokens(const at::Tensor& x_t, TitansState& s);  ///< lmm, mag, mal
+  // mac (layers/titans/mac.cpp)
+  at::Tensor mac_forward(const at::Tensor& x, const MixerContext& ctx);
+  at::Tensor mac_step(const at::Tensor& x_t, TitansState& s);
+  /// [P; h_1, s_1, h_2, s_2, ...] (causal) or [P; h; s] (prefix) from h, s [B, n, D].
+  at::Tensor mac_context(const at::Tensor& h, const at::Tensor& s) const;
   kernels::MemoryState memory_start(int64_t batch, at::ScalarType dtype) const;
   TitansOptions o_;
   kernels::MemorySpec spec_;

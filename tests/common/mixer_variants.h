@@ -58,6 +58,11 @@ inline std::vector<MixerVariant> contract_variants() {
   out.push_back({"titans", "{architecture: mag, chunk: 4, window: 6}"});
   out.push_back({"titans", "{architecture: mal, chunk: 5, read: before, memory_layers: 1, window: 7}"});
   out.push_back({"titans", "{chunk: 3, conv: 1, activation: silu, memory_layers: 3}"});
+  // Persistent tokens (sinks of the window), and mac: segments shorter than the test sequences,
+  // chunks that straddle them, with and without P.
+  out.push_back({"titans", "{architecture: mag, chunk: 4, window: 5, persistent: 3}"});
+  out.push_back({"titans", "{architecture: mac, segment: 8, chunk: 3, persistent: 2}"});
+  out.push_back({"titans", "{architecture: mac, segment: 5, chunk: 5, conv: 1, read: before}"});
   return out;
 }
 

@@ -1,7 +1,9 @@
 // The titans mixer (layers/titans; docs/mixers/titans.md) beyond the generic contract: its init
 // avoids the zero-memory trap, the keys and values learn only through the inner gradient (the
 // second-order path is live in the layer), the dual form and the token loop agree at the layer
-// level, and the three architectures are different functions of the same input.
+// level, the four architectures are different functions of the same input, persistent tokens are
+// a learned prefix, and MAC's causally aligned retrieval does not leak while its prefix mode does.
+#include <ATen/ops/cat.h>
 #include <ATen/ops/randn.h>
 #include <gtest/gtest.h>
 #include <torch/csrc/autograd/autograd.h>
@@ -40,8 +42,8 @@ TEST(Titans, KeysAndValuesLearnThroughTheInnerGradient) {
 }
 
 TEST(Titans, DualFormAndTokenLoopAgreeInTheLayer) {
-  for (const char* arch : {"lmm", "mag", "mal"}) {
-    auto m = make(std::string("{chunk: 3, window: 5, architecture: ") + arch + "}");
+  for (const char* arch : {"lmm", "mag", "mal", "mac"}) {
+    auto m = make(std::string("{chunk: 3, window: 5, segment: 4, persistent: 2, architecture: ") + arch + "}");
     const at::Tensor x = at::randn({2, 10, 32}, at::kDouble);
     testing::expect_close(arch, m->forward(x, kernel_context("reference")), m->forward(x, kernel_context("auto")), 1e-10);
   }
@@ -57,6 +59,47 @@ TEST(Titans, ArchitecturesAreDifferentFunctions) {
   EXPECT_GT((mag->forward(x, {}) - y).abs().max().item<double>(), 1e-6);
   EXPECT_GT((mal->forward(x, {}) - y).abs().max().item<double>(), 1e-6);
   EXPECT_GT((mal->forward(x, {}) - mag->forward(x, {})).abs().max().item<double>(), 1e-6);
+}
+
+TEST(Titans, MacDiffersFromMag) {
+  const at::Tensor x = at::randn({1, 12, 32}, at::kDouble);
+  auto mag = make("{architecture: mag, window: 64}"), mac = make("{architecture: mac, segment: 64}");
+  testing::copy_parameters(*mag, *mac);  // same projections, attention and norms: only the wiring differs
+  EXPECT_GT((mac->forward(x, {}) - mag->forward(x, {})).abs().max().item<double>(), 1e-6);
+}
+
+TEST(Titans, PersistentTokensAreALearnedPrefix) {
+  // With P, the layer on x equals the layer without P on [P; x], minus P's outputs (for mag with
+  // a window covering everything, so that P being a sink changes nothing).
+  for (const char* arch : {"lmm", "mag", "mal"}) {
+    const std::string common = std::string("{chunk: 3, window: 64, architecture: ") + arch;
+    auto with = make(common + ", persistent: 3}"), without = make(common + "}");
+    testing::copy_parameters(*with, *without);
+    const at::Tensor x = at::randn({2, 10, 32}, at::kDouble);
+    const at::Tensor prefixed = at::cat({with->persistent.unsqueeze(0).expand({2, 3, 32}), x}, 1);
+    at::NoGradGuard ng;
+    testing::expect_close(arch, without->forward(prefixed, {}).narrow(1, 3, 10), with->forward(x, {}), 1e-12);
+    EXPECT_GT((without->forward(x, {}) - with->forward(x, {})).abs().max().item<double>(), 1e-6) << arch;
+  }
+}
+
+TEST(Titans, MacPrefixRetrievalLeaksTheFutureCausalDoesNot) {
+  // docs/mixers/titans.md, "MAC": with all of a segment's retrievals visible to all of its
+  // tokens, token t sees h_s for s > t, which is computed from x_s.
+  auto causal = make("{architecture: mac, segment: 8, chunk: 4, persistent: 2}");
+  auto prefix = make("{architecture: mac, segment: 8, chunk: 4, persistent: 2, retrieval: prefix}");
+  testing::copy_parameters(*causal, *prefix);
+  at::NoGradGuard ng;
+  const at::Tensor x = at::randn({2, 20, 32}, at::kDouble);
+  at::Tensor x2 = x.clone();
+  x2.narrow(1, 5, 1).add_(at::randn({2, 1, 32}, at::kDouble));  // a token in the middle of segment 0
+  testing::expect_close("causal: tokens before 5", causal->forward(x, {}).narrow(1, 0, 5),
+                        causal->forward(x2, {}).narrow(1, 0, 5), 1e-12);
+  EXPECT_GT((prefix->forward(x, {}).narrow(1, 0, 5) - prefix->forward(x2, {}).narrow(1, 0, 5)).abs().max().item<double>(),
+            1e-6)
+      << "prefix mode must leak (else the causal check above proves nothing about the alignment)";
+  auto state = prefix->init_state(2, 20);
+  EXPECT_THROW(prefix->step(x.select(1, 0), *state), c10::Error);
 }
 
 }  // namespace
