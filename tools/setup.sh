@@ -63,6 +63,30 @@ install_torch_venv() {
   fi
 }
 
+# Test-only: transformers (the conversion oracle) in its own venv, which reaches torch through a
+# .pth file naming the torch venv's site-packages (so torch is not installed twice). Prints the
+# venv's path.
+HF_TRANSFORMERS_VERSION="5.12.1"
+install_hf_venv() {
+  local hf="$CACHE_ROOT/venv-hf-$HF_TRANSFORMERS_VERSION-torch-$TORCH_VERSION"
+  if [ ! -x "$hf/bin/python" ] ||
+     [ "$("$hf/bin/python" -c 'import transformers; print(transformers.__version__)' 2>/dev/null)" != "$HF_TRANSFORMERS_VERSION" ]; then
+    log "installing transformers==$HF_TRANSFORMERS_VERSION into $hf (test oracle, once per machine)"
+    rm -rf "$hf.partial"
+    "$VENV/bin/python" -m venv --without-pip "$hf.partial"
+    local torch_site hf_site
+    torch_site="$("$VENV/bin/python" -c 'import site; print(site.getsitepackages()[0])')"
+    hf_site="$("$hf.partial/bin/python" -c 'import site; print(site.getsitepackages()[0])')"
+    echo "$torch_site" > "$hf_site/attnlab-torch.pth"
+    "$hf.partial/bin/python" -m pip install -q --progress-bar off "transformers==$HF_TRANSFORMERS_VERSION" >&2
+    rm -rf "$hf"
+    mv "$hf.partial" "$hf"
+    # Console scripts name the build path; nothing here runs them, but keep them true.
+    grep -l "$hf.partial" "$hf"/bin/* 2>/dev/null | xargs -r sed -i "s|$hf.partial|$hf|g"
+  fi
+  echo "$hf"
+}
+
 configure_and_build() {
   local werror=OFF
   [ "${CI:-}" = true ] && werror=ON

@@ -29,13 +29,19 @@ SoftmaxAttention::SoftmaxAttention(const SoftmaxOptions& o, const MixerShape& s)
     : heads_(o.heads),
       kv_heads_(o.kv_heads ? o.kv_heads : o.heads),
       head_dim_(o.head_dim ? o.head_dim : s.dim / o.heads),
-      rope_base_(o.rope_base) {
+      rotary_(o.rope == "rotary") {
+  rope_.base = o.rope_base, rope_.scaling = o.rope_scaling, rope_.factor = o.rope_factor;
+  rope_.low_freq_factor = o.rope_low_freq_factor, rope_.high_freq_factor = o.rope_high_freq_factor;
+  rope_.original_max_len = o.rope_original_max_len;
+  TORCH_CHECK(o.rope_scaling != "llama3" || o.rope_high_freq_factor > o.rope_low_freq_factor,
+              "softmax: rope_high_freq_factor (", o.rope_high_freq_factor, ") must exceed rope_low_freq_factor (",
+              o.rope_low_freq_factor, ")");
   TORCH_CHECK(heads_ % kv_heads_ == 0, "softmax: heads (", heads_, ") must be a multiple of kv_heads (",
               kv_heads_, ")");
   TORCH_CHECK(o.head_dim || s.dim % heads_ == 0, "softmax: dim (", s.dim,
               ") must be divisible by heads (", heads_, ") unless head_dim is set");
-  TORCH_CHECK(head_dim_ % 2 == 0, "softmax: head_dim must be even for RoPE, got ", head_dim_);
-  auto lin = [](int64_t i, int64_t o) { return torch::nn::LinearOptions(i, o).bias(false); };
+  TORCH_CHECK(!rotary_ || head_dim_ % 2 == 0, "softmax: head_dim must be even for RoPE, got ", head_dim_);
+  auto lin = [&](int64_t i, int64_t n) { return torch::nn::LinearOptions(i, n).bias(o.bias); };
   q_proj = register_module("q_proj", torch::nn::Linear(lin(s.dim, heads_ * head_dim_)));
   k_proj = register_module("k_proj", torch::nn::Linear(lin(s.dim, kv_heads_ * head_dim_)));
   v_proj = register_module("v_proj", torch::nn::Linear(lin(s.dim, kv_heads_ * head_dim_)));
@@ -46,7 +52,7 @@ void SoftmaxAttention::init_parameters(const InitScales& s) {
   init_linear(q_proj, s.std);
   init_linear(k_proj, s.std);
   init_linear(v_proj, s.std);
-  init_linear(o_proj, s.residual_std);
+  init_linear(o_proj, s.residual_std);  // init_linear zeroes the biases
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> SoftmaxAttention::project(const at::Tensor& x,
@@ -55,7 +61,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> SoftmaxAttention::project(const a
   at::Tensor q = q_proj->forward(x).view({B, T, heads_, head_dim_});
   at::Tensor k = k_proj->forward(x).view({B, T, kv_heads_, head_dim_});
   at::Tensor v = v_proj->forward(x).view({B, T, kv_heads_, head_dim_});
-  return {apply_rotary_at(q, positions, rope_base_), apply_rotary_at(k, positions, rope_base_), v};
+  if (!rotary_) return {q, k, v};
+  return {apply_rotary_at(q, positions, rope_), apply_rotary_at(k, positions, rope_), v};
 }
 
 at::Tensor SoftmaxAttention::forward(const at::Tensor& x, const MixerContext& ctx) {

@@ -7,6 +7,7 @@
 #include <torch/nn/modules/linear.h>
 
 #include "framework/model/mixer.h"
+#include "layers/common/rotary.h"
 
 namespace attnlab::layers {
 
@@ -15,11 +16,25 @@ struct SoftmaxOptions {
   int64_t kv_heads = 0;   ///< 0: same as heads (MHA); 1: MQA
   int64_t head_dim = 0;   ///< 0: dim / heads
   double rope_base = 10000.0;
+  std::string rope = "rotary";        ///< rotary | none (GPT-2: learned absolute positions instead)
+  std::string rope_scaling = "none";  ///< none | linear | llama3 (docs/mixers/softmax.md)
+  double rope_factor = 8.0;
+  double rope_low_freq_factor = 1.0, rope_high_freq_factor = 4.0;
+  int64_t rope_original_max_len = 8192;
+  bool bias = false;  ///< biases on q, k, v and o (GPT-2; Llama's attention_bias)
   template <class V> void visit(V& v) {
     v("heads", heads, "query heads H", Bounds{1, 4096});
     v("kv_heads", kv_heads, "key/value heads (GQA); 0 = heads", Bounds{0, 4096});
     v("head_dim", head_dim, "per-head width d; 0 = dim / heads", Bounds{0, 4096});
-    v("rope_base", rope_base, "RoPE base frequency", Bounds{1, 1e9});
+    v("rope", rope, "rotary position embedding on q and k, or none", OneOf{{"rotary", "none"}});
+    v("rope_base", rope_base, "RoPE base frequency", Bounds{1, 1e12});
+    v("rope_scaling", rope_scaling, "RoPE frequency rescaling for longer contexts",
+      OneOf{{"none", "linear", "llama3"}});
+    v("rope_factor", rope_factor, "linear, llama3: context extension factor", Bounds{1e-3, 1e6});
+    v("rope_low_freq_factor", rope_low_freq_factor, "llama3: low-frequency band edge", Bounds{1e-6, 1e6});
+    v("rope_high_freq_factor", rope_high_freq_factor, "llama3: high-frequency band edge", Bounds{1e-6, 1e6});
+    v("rope_original_max_len", rope_original_max_len, "llama3: the pretraining context length", Bounds{1, 1e9});
+    v("bias", bias, "biases on the q, k, v and output projections (they start at zero)");
   }
 };
 
@@ -53,7 +68,8 @@ class SoftmaxAttention : public Mixer {
   /// ulysses: q, k, v [B, S, H*, d] of this shard -> the attention output [B, S, H, d].
   at::Tensor attend_by_heads(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const MixerContext& ctx);
   int64_t heads_, kv_heads_, head_dim_;
-  double rope_base_;
+  bool rotary_;
+  RopeSpec rope_;
 };
 
 }  // namespace attnlab::layers
