@@ -17,6 +17,7 @@
 #include "tools/convert/hf_config.h"
 #include "tools/convert/hf_export.h"
 #include "tools/convert/hf_import.h"
+#include "tools/convert/hf_tokenizer.h"
 #include "tools/convert/hf_weights.h"
 
 namespace attnlab {
@@ -32,6 +33,8 @@ std::string error_of(const std::function<void()>& f) {
     std::string all;
     for (const auto& p : e.problems()) all += p + "\n";
     return all;
+  } catch (const std::exception& e) {
+    return e.what();
   }
   return "";
 }
@@ -184,6 +187,53 @@ TEST(HfImport, BadTensorsAreNamedAndLeaveNoRunFolder) {
   fs::remove(dir + "/hf/vocab.json");
   rewrite(hf);
   EXPECT_NE(error_of([&] { convert::import_hf(options(dir + "/hf", dir + "/run")); }).find("no tokenizer"),
+            std::string::npos);
+}
+
+TEST(HfImport, BadFilesAreNamedAndLeaveNoRunFolder) {
+  const std::string dir = testing::temp_dir("hf-gpt2-files");
+  write_gpt2_folder(dir + "/hf", gpt2_config());
+  auto fails_naming = [&](const std::string& what) {
+    const std::string e = error_of([&] { convert::import_hf(options(dir + "/hf", dir + "/run")); });
+    EXPECT_NE(e.find(what), std::string::npos) << "expected '" << what << "' in: " << e;
+    EXPECT_FALSE(fs::exists(dir + "/run"));
+    EXPECT_FALSE(fs::exists(dir + "/run.importing"));
+  };
+  // A truncated shard.
+  fs::resize_file(dir + "/hf/model.safetensors", fs::file_size(dir + "/hf/model.safetensors") - 100);
+  fails_naming("model.safetensors");
+  // An index naming a shard that is not there.
+  fs::remove(dir + "/hf/model.safetensors");
+  std::ofstream(dir + "/hf/model.safetensors.index.json")
+      << R"({"metadata": {}, "weight_map": {"wte.weight": "model-00001-of-00002.safetensors"}})";
+  fails_naming("weight_map names shard model-00001-of-00002.safetensors, which is not in the folder");
+  // A tokenizer with more tokens than the model has rows.
+  write_gpt2_folder(dir + "/hf", gpt2_config());
+  fs::remove(dir + "/hf/model.safetensors.index.json");
+  json vocab;
+  for (int i = 0; i < 45; ++i) vocab["t" + std::to_string(i)] = i;
+  std::ofstream(dir + "/hf/vocab.json") << vocab.dump();
+  fails_naming("vocab_size 40 is smaller than the gpt2 tokenizer's 45 tokens");
+}
+
+TEST(HfTokenizer, OnlyGpt2sPipelineIsRewritten) {
+  const std::string dir = testing::temp_dir("hf-tokjson");
+  json tok = {{"model", {{"type", "BPE"}, {"vocab", {{"a", 0}, {"b", 1}, {"ab", 2}}}, {"merges", json::array({json::array({"a", "b"})})}}},
+              {"normalizer", nullptr},
+              {"pre_tokenizer", {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", true}}},
+              {"added_tokens", json::array({{{"id", 3}, {"content", "<|endoftext|>"}}})}};
+  std::ofstream(dir + "/tokenizer.json") << tok.dump();
+  convert::tokenizer_json_to_gpt2_files(dir + "/tokenizer.json", dir + "/out");
+  std::ifstream merges(dir + "/out/merges.txt");
+  std::string header, first;
+  std::getline(merges, header), std::getline(merges, first);
+  EXPECT_EQ(first, "a b");
+  EXPECT_EQ(json::parse(std::ifstream(dir + "/out/vocab.json")).at("<|endoftext|>"), 3);
+  // Llama 3's pipeline splits with its own regex before ByteLevel: refused, not approximated.
+  tok["pre_tokenizer"] = {{"type", "Sequence"}, {"pretokenizers", json::array()}};
+  std::ofstream(dir + "/tokenizer.json") << tok.dump();
+  EXPECT_NE(error_of([&] { convert::tokenizer_json_to_gpt2_files(dir + "/tokenizer.json", dir + "/out2"); })
+                .find("pre_tokenizer: not GPT-2's ByteLevel"),
             std::string::npos);
 }
 

@@ -21,8 +21,8 @@ trap 'rm -rf "$work"' EXIT
 "$py" "$here/make_tiny_hf.py" "$work/hf" >/dev/null 2>&1
 for i in $(seq 1 30); do echo "the quick brown fox jumps over the lazy dog, a single step at a time"; echo "%"; done > "$work/corpus.txt"
 
-for m in llama-gqa llama3-scaled llama-sharded gpt2; do
-  tok=byte; [ "$m" = gpt2 ] && tok=auto
+for m in llama-gqa llama3-scaled llama-sharded gpt2 gpt2-json; do
+  tok=byte; [ "${m#gpt2}" != "$m" ] && tok=auto
   "$attnlab" convert import --hf "$work/hf/$m" --out "$work/runs/$m" --tokenizer "$tok" \
     --prepare-from "$work/corpus.txt" --seq-len 32 --set train.batch_size=2 --set train.steps=2 \
     --set eval.batches=1
@@ -59,11 +59,12 @@ if "$attnlab" convert import --hf "$work/hf/gpt2" --out "$work/runs/gpt2" 2>"$wo
 fi
 grep -q "already exists" "$work/err"
 
-# GPT-2 end to end with the imported tokenizer.
+# GPT-2 end to end with the imported tokenizer (vocab.json + merges.txt, and tokenizer.json alone).
 prompt="the quick brown"
+for m in gpt2 gpt2-json; do
 # The continuation as raw bytes (a random model may emit a token holding half of a UTF-8
 # character, which a text decode would replace): byte-level BPE tokens mapped back to bytes.
-"$py" - "$work/hf/gpt2" "$prompt" > "$work/expected.txt" <<'PY' 2>/dev/null
+"$py" - "$work/hf/$m" "$prompt" > "$work/expected.txt" <<'PY' 2>/dev/null
 import sys, torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 tok = AutoTokenizer.from_pretrained(sys.argv[1])
@@ -80,7 +81,7 @@ byte_of = {chr(b): b for b in kept} | {chr(256 + i): b for i, b in enumerate(mov
 text = "".join(tok.convert_ids_to_tokens(ids[0].tolist()))
 sys.stdout.buffer.write(bytes(byte_of[c] for c in text) + b"\n")
 PY
-"$attnlab" generate "$work/runs/gpt2" --prompt "$prompt" --tokens 12 --temperature 0 > "$work/got.txt"
+"$attnlab" generate "$work/runs/$m" --prompt "$prompt" --tokens 12 --temperature 0 > "$work/got.txt"
 if ! cmp -s "$work/got.txt" "$work/expected.txt"; then
   echo "FAIL: generate differs from transformers"
   echo "  attnlab:      $(od -c "$work/got.txt" | head -3)"
@@ -88,7 +89,8 @@ if ! cmp -s "$work/got.txt" "$work/expected.txt"; then
   exit 1
 fi
 got="$(cat "$work/got.txt")"
-echo "generate --prompt matches transformers: $got"
+echo "$m: generate --prompt matches transformers: $got"
+done
 "$attnlab" eval "$work/runs/gpt2"
 "$attnlab" train "$work/runs/gpt2/config.yaml" --resume | tail -3
 test -d "$work/runs/gpt2/checkpoints/step-2"

@@ -3,13 +3,14 @@
 
     python make_tiny_hf.py OUT_DIR
 
-Writes OUT_DIR/{llama-gqa, llama3-scaled, llama-sharded, gpt2}: save_pretrained folders. llama-gqa
+Writes OUT_DIR/{llama-gqa, llama3-scaled, llama-sharded, gpt2, gpt2-json}: save_pretrained folders. llama-gqa
 has GQA and an untied head, llama3-scaled a tied head and Llama 3.1 rope scaling with a short
 original context (so the scaled bands matter at these lengths), llama-sharded the same as
 llama-gqa split into several safetensors shards, gpt2 a byte-level BPE tokenizer trained here
-(vocab.json + merges.txt).
+(vocab.json + merges.txt), gpt2-json the same with tokenizer.json alone.
 """
 import os
+import shutil
 import sys
 
 import torch
@@ -65,6 +66,10 @@ def main():
                            "high_freq_factor": 4.0, "original_max_position_embeddings": 16})
     llama(f"{root}/llama-sharded", 3, num_key_value_heads=2, tie_word_embeddings=False, shard="40KB")
     gpt2(f"{root}/gpt2", 4)
+    # The same model with only tokenizer.json (what transformers v5's save_pretrained writes).
+    shutil.copytree(f"{root}/gpt2", f"{root}/gpt2-json")
+    for f in ("vocab.json", "merges.txt"):
+        os.remove(f"{root}/gpt2-json/{f}")
     print(f"tiny Hugging Face models in {root}")
 
 

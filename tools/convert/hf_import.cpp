@@ -8,10 +8,12 @@
 #include "framework/checkpoint/checkpoint.h"
 #include "framework/checkpoint/tensor_copy.h"
 #include "framework/config/config_error.h"
+#include "framework/data/tokenizer.h"
 #include "framework/train/optimizer.h"
 #include "framework/train/setup.h"
 #include "framework/util/atomic_file.h"
 #include "tools/convert/hf_config.h"
+#include "tools/convert/hf_tokenizer.h"
 #include "tools/convert/hf_weights.h"
 
 namespace attnlab::convert {
@@ -46,9 +48,12 @@ std::string import_tokenizer(const ImportOptions& o, const HfArchitecture& arch,
     kind = "sentencepiece";
     return fmt::format("  tokenizer: sentencepiece\n  tokenizer_path: {}/tokenizer/tokenizer.model\n", config_dir);
   }
-  const std::string what = fs::exists(hf + "/tokenizer.json")
-                               ? "only tokenizer.json, which attnlab does not read yet"
-                               : "no tokenizer (vocab.json + merges.txt, or tokenizer.model)";
+  if (fs::exists(hf + "/tokenizer.json")) {  // rewritten as GPT-2 files, or refused with the reason
+    tokenizer_json_to_gpt2_files(hf + "/tokenizer.json", to.string());
+    kind = "gpt2 (from tokenizer.json)";
+    return fmt::format("  tokenizer: gpt2\n  tokenizer_path: {}/tokenizer\n", config_dir);
+  }
+  const std::string what = "no tokenizer (vocab.json + merges.txt, tokenizer.model or tokenizer.json)";
   throw ConfigError({fmt::format("{}: {}; attnlab imports GPT-2 byte-level BPE and SentencePiece tokenizers "
                                  "(docs/conversion.md); --tokenizer byte imports the weights with attnlab's byte tokenizer", hf, what)});
 }
@@ -81,6 +86,10 @@ ImportResult import_hf(const ImportOptions& o) {
     RunConfig cfg = load_run_config(staging + "/import-recipe.yaml", o.overrides);
     fs::remove(staging + "/import-recipe.yaml");
     const std::string staged_tokenizer = cfg.data.tokenizer_path;
+    if (const int64_t words = make_tokenizer(cfg.data)->vocab_size(); words > arch.vocab)
+      throw ConfigError({fmt::format("{}/config.json: vocab_size {} is smaller than the {} tokenizer's {} tokens: the "
+                                     "tokenizer does not belong to this model",
+                                     o.hf_dir, arch.vocab, r.tokenizer, words)});
 
     LanguageModel model = build_model(cfg, c10::Device(c10::kCPU));
     const NamedTensors params = named_parameters(model);

@@ -114,7 +114,11 @@ std::map<std::string, at::Tensor> read_hf_tensors(const std::string& dir, HfFami
                                        name, file.dump())});
       shards.insert(file.get<std::string>());
     }
-    for (const auto& s : shards) files.push_back(dir + "/" + s);
+    for (const auto& s : shards) {
+      if (!fs::is_regular_file(dir + "/" + s))
+        throw ConfigError({fmt::format("{}: weight_map names shard {}, which is not in the folder", index, s)});
+      files.push_back(dir + "/" + s);
+    }
   } else {
     const std::string hint = fs::exists(dir + "/pytorch_model.bin")
                                  ? " (pytorch_model.bin is a pickle, which attnlab does not load; re-save the model with "
