@@ -4,6 +4,7 @@
 // refuses. The logits
 // against transformers itself are tests/convert/hf_oracle_test.sh.
 #include <ATen/ops/randn.h>
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -115,7 +116,7 @@ std::map<std::string, at::Tensor> write_gpt2_folder(const std::string& dir, cons
                                       {"transformer.ln_f.weight", at::randn({E})},
                                       {"transformer.ln_f.bias", at::randn({E})}};
   for (int i = 0; i < 2; ++i) {
-    const std::string h = "transformer.h." + std::to_string(i) + ".";
+    const std::string h = fmt::format("transformer.h.{}.", i);
     for (const char* n : {"ln_1.weight", "ln_1.bias", "ln_2.weight", "ln_2.bias", "attn.c_proj.bias", "mlp.c_proj.bias"})
       t[h + n] = at::randn({E});
     t[h + "attn.c_attn.weight"] = at::randn({E, 3 * E});
@@ -211,7 +212,7 @@ TEST(HfImport, BadFilesAreNamedAndLeaveNoRunFolder) {
   write_gpt2_folder(dir + "/hf", gpt2_config());
   fs::remove(dir + "/hf/model.safetensors.index.json");
   json vocab;
-  for (int i = 0; i < 45; ++i) vocab["t" + std::to_string(i)] = i;
+  for (int i = 0; i < 45; ++i) vocab[fmt::format("t{}", i)] = i;
   std::ofstream(dir + "/hf/vocab.json") << vocab.dump();
   fails_naming("vocab_size 40 is smaller than the gpt2 tokenizer's 45 tokens");
 }
@@ -241,9 +242,10 @@ TEST(HfExport, RefusesWhatLlamaAndGpt2CannotExpress) {
   // The errors come from the config alone, before any checkpoint is read or anything written.
   const std::string dir = testing::temp_dir("hf-export");
   auto run_with = [&](const std::string& name, const std::string& model) {
-    fs::create_directories(dir + "/" + name);
-    std::ofstream(dir + "/" + name + "/config.yaml") << "run: {name: " << name << ", dir: " << dir << "}\n" << model;
-    return dir + "/" + name;
+    const std::string run = fmt::format("{}/{}", dir, name);
+    fs::create_directories(run);
+    std::ofstream(run + "/config.yaml") << "run: {name: " << name << ", dir: " << dir << "}\n" << model;
+    return run;
   };
   const std::string gla = run_with("gla", "model: {mixer: {type: gla}}\n");
   EXPECT_NE(error_of([&] { convert::export_hf(gla, "", dir + "/out"); }).find("need softmax; this run has gla"),
