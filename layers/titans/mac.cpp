@@ -10,7 +10,6 @@
 // later tokens: the future leaks (kept to show it; decoding refuses it).
 #include <ATen/ops/cat.h>
 #include <ATen/ops/stack.h>
-#include <ATen/ops/zeros.h>
 
 #include <algorithm>
 #include <vector>
@@ -28,14 +27,14 @@ namespace attnlab::layers {
 at::Tensor Titans::mac_context(const at::Tensor& h, const at::Tensor& s) const {
   const int64_t B = s.size(0), n = s.size(1);
   const at::Tensor body = o_.retrieval == "causal" ? at::stack({h, s}, 2).reshape({B, 2 * n, dim_}) : at::cat({h, s}, 1);
-  return o_.persistent > 0 ? at::cat({persistent_prefix(s), body}, 1) : body;
+  return o_.persistent > 0 ? at::cat({persistent_prefix(B, s.scalar_type()), body}, 1) : body;
 }
 
 at::Tensor Titans::mac_forward(const at::Tensor& x, const MixerContext& ctx) {
   TORCH_CHECK(!ctx.cp || ctx.cp->size() == 1, "titans: mac has no context-parallel strategy (sequential over segments)");
   const int64_t B = x.size(0), T = x.size(1), C = o_.segment;
   const auto memory_kernel = ctx.kernel == "reference" ? kernels::memory_reference : kernels::memory_dual;
-  const at::Tensor queries = project(x, raw_projections(x), at::Tensor()).q;  // the retrievals' queries [B, H, T, d]
+  const at::Tensor queries = retrieval_queries(q_proj->forward(x), at::Tensor());  // [B, H, T, d]
   kernels::MemoryState memory = memory_start(B, x.scalar_type());
   MixerContext inner;  // one segment's attention: a fresh sequence, positions 0.. from P
   inner.kernel = ctx.kernel, inner.training = ctx.training;
@@ -51,7 +50,7 @@ at::Tensor Titans::mac_forward(const at::Tensor& x, const MixerContext& ctx) {
                                                   : attended.narrow(1, n, n);
     const at::Tensor raw = raw_projections(y);
     const Projected p = project(y, raw, y_tail);
-    if (o_.conv > 1) y_tail = next_conv_tail(raw, y_tail, o_.conv);
+    y_tail = next_conv_tail(raw, y_tail, o_.conv);
     auto [read, next] = memory_kernel(p.q, p.k, p.v, p.theta, p.alpha, p.eta, memory, spec_);
     memory = std::move(next);
     out.push_back(gate_by_memory(y, readout(read, y)));
@@ -65,20 +64,20 @@ at::Tensor Titans::mac_step(const at::Tensor& x_t, TitansState& s) {
     s.segment_start = s.memory;
     s.attention = attention->init_state(x_t.size(0), o_.persistent + 2 * o_.segment);
     if (o_.persistent > 0) {
-      const at::Tensor p = persistent_prefix(x_t.unsqueeze(1));
+      const at::Tensor p = persistent_prefix(x_t.size(0), x_t.scalar_type());
       for (int64_t i = 0; i < o_.persistent; ++i) attention->step(p.select(1, i), *s.attention);
     }
   }
   const at::Tensor x = x_t.unsqueeze(1);
-  const at::Tensor raw_x = raw_projections(x);
-  const at::Tensor q = project(x, raw_x, s.conv_tail).q.to(s.segment_start.weights[0].scalar_type());
-  if (o_.conv > 1) s.conv_tail = next_conv_tail(raw_x, s.conv_tail, o_.conv);
+  const at::Tensor q_raw = q_proj->forward(x);
+  const at::Tensor q = retrieval_queries(q_raw, s.conv_tail).to(s.segment_start.weights[0].scalar_type());
+  s.conv_tail = next_conv_tail(q_raw, s.conv_tail, o_.conv);
   const at::Tensor h = readout(kernels::memory_apply(q, s.segment_start.weights, spec_.activation).to(x.scalar_type()), x);
   attention->step(h.squeeze(1), *s.attention);
   const at::Tensor y = attention->step(x_t, *s.attention).unsqueeze(1);
   const at::Tensor raw_y = raw_projections(y);
   const Projected p = project(y, raw_y, s.output_conv_tail);
-  if (o_.conv > 1) s.output_conv_tail = next_conv_tail(raw_y, s.output_conv_tail, o_.conv);
+  s.output_conv_tail = next_conv_tail(raw_y, s.output_conv_tail, o_.conv);
   auto [read, next] = kernels::memory_reference(p.q, p.k, p.v, p.theta, p.alpha, p.eta, s.memory, spec_);
   s.memory = std::move(next);
   s.in_segment = (s.in_segment + 1) % o_.segment;

@@ -13,7 +13,9 @@ namespace attnlab::layers {
 struct TitansState : MixerState {
   int64_t batch = 0;
   kernels::MemoryState memory;
-  at::Tensor conv_tail;  ///< [B, κ − 1, 3·H·d] of the pre-conv projections of the layer input
+  /// [B, κ − 1, 3·H·d] of the pre-conv q, k, v projections of the layer input (mac: q only,
+  /// [B, κ − 1, H·d], the one projection its input stream needs)
+  at::Tensor conv_tail;
   std::unique_ptr<MixerState> attention;
   // mac only
   kernels::MemoryState segment_start;  ///< M_{i−1}: the memory the segment's retrievals read

@@ -97,8 +97,8 @@ std::vector<CpStrategy> Titans::cp_strategies() const {
   return {CpStrategy::serial_state};
 }
 
-at::Tensor Titans::persistent_prefix(const at::Tensor& x) const {
-  return persistent.to(x.scalar_type()).unsqueeze(0).expand({x.size(0), o_.persistent, dim_});
+at::Tensor Titans::persistent_prefix(int64_t batch, at::ScalarType dtype) const {
+  return persistent.to(dtype).unsqueeze(0).expand({batch, o_.persistent, dim_});
 }
 
 double Titans::extra_flops_per_token(int64_t seq_len) const {
@@ -133,6 +133,12 @@ Titans::Projected Titans::project(const at::Tensor& x, const at::Tensor& raw, co
   return {heads(l2_normalize(chunks[0].reshape({B, T, H, d}))).contiguous(),
           heads(l2_normalize(chunks[1].reshape({B, T, H, d}))).contiguous(), heads(chunks[2]).contiguous(),
           o_.theta_max * gate(theta_proj), gate(alpha_proj), gate(eta_proj)};
+}
+
+at::Tensor Titans::retrieval_queries(const at::Tensor& q_raw, const at::Tensor& q_tail) {
+  const int64_t B = q_raw.size(0), T = q_raw.size(1);
+  const at::Tensor q = at::silu(causal_short_conv(q_raw, conv_q, q_tail)).view({B, T, o_.heads, head_dim_});
+  return l2_normalize(q).transpose(1, 2).contiguous();
 }
 
 at::Tensor Titans::readout(const at::Tensor& y, const at::Tensor& x) {
@@ -185,7 +191,7 @@ at::Tensor Titans::forward(const at::Tensor& x, const MixerContext& ctx) {
   // [P; x]: the memory reads P first and the attention sees it from every query (as sinks).
   TORCH_CHECK(!ctx.cp || ctx.cp->size() == 1, "titans: persistent tokens have no context-parallel strategy");
   TORCH_CHECK(!ctx.positions.defined(), "titans: persistent tokens take the positions 0..N_p-1 themselves");
-  const at::Tensor prefixed = at::cat({persistent_prefix(x), x}, 1);
+  const at::Tensor prefixed = at::cat({persistent_prefix(x.size(0), x.scalar_type()), x}, 1);
   return combine(prefixed, memory_branch(prefixed, ctx), swa).narrow(1, o_.persistent, x.size(1));
 }
 
@@ -197,7 +203,7 @@ std::unique_ptr<MixerState> Titans::init_state(int64_t batch, int64_t max_len) {
   if (attention) s->attention = attention->init_state(batch, max_len + o_.persistent);
   if (o_.persistent > 0) {
     at::NoGradGuard no_grad;
-    const at::Tensor p = persistent_prefix(at::zeros({batch, 1, dim_}, persistent.options()));
+    const at::Tensor p = persistent_prefix(batch, persistent.scalar_type());
     for (int64_t i = 0; i < o_.persistent; ++i) step_tokens(p.select(1, i), *s);
     s->position = 0;
   }

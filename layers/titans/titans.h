@@ -110,8 +110,11 @@ class Titans : public Mixer {
   at::Tensor combine(const at::Tensor& x, const at::Tensor& memory, const std::function<at::Tensor(const at::Tensor&)>& swa);
   /// mag, mac: RMSNorm(attention) ⊙ σ(RMSNorm(memory)), both [B, T, D].
   at::Tensor gate_by_memory(const at::Tensor& attention_out, const at::Tensor& memory) const;
-  /// P as a [B, N_p, D] prefix in x's dtype.
-  at::Tensor persistent_prefix(const at::Tensor& x) const;
+  /// P as a [batch, N_p, D] prefix.
+  at::Tensor persistent_prefix(int64_t batch, at::ScalarType dtype) const;
+  /// mac's retrieval queries alone, from x W_Q [B, T, H·d] (and its conv tail) -> [B, H, T, d]:
+  /// the q of project() without the keys, values and gates the input stream does not use.
+  at::Tensor retrieval_queries(const at::Tensor& q_raw, const at::Tensor& q_tail);
   at::Tensor step_tokens(const at::Tensor& x_t, TitansState& s);  ///< lmm, mag, mal
   // mac (layers/titans/mac.cpp)
   at::Tensor mac_forward(const at::Tensor& x, const MixerContext& ctx);

@@ -12,6 +12,7 @@
 #include "framework/util/atomic_file.h"
 #include "layers/softmax/softmax_attention.h"
 #include "tools/convert/hf_weights.h"
+#include "tools/convert/staged_folder.h"
 
 namespace attnlab::convert {
 namespace {
@@ -122,21 +123,11 @@ ExportResult export_hf(const std::string& run, const std::string& checkpoint, co
   } else {
     for (const auto& [name, t] : ck.model.tensors) tensors.emplace_back(llama_tensor_name(name), t);
   }
-  const std::string staging = out + ".exporting";
-  remove_tree(staging);
-  fs::create_directories(staging);
-  try {
+  write_staged_folder(out, ".exporting", [&](const std::string& staging) {
     save_safetensors(staging + "/model.safetensors", tensors, {{"format", "pt"}});
     write_file_atomic(staging + "/config.json", config.dump(2) + "\n");
     copy_tokenizer(cfg.data, staging);
-    fs::rename(staging, out);
-  } catch (...) {
-    try {
-      remove_tree(staging);  // not std::filesystem::remove_all (docs/build.md)
-    } catch (const std::exception&) {
-    }
-    throw;
-  }
+  });
   r.tensors = static_cast<int64_t>(tensors.size());
   return r;
 }

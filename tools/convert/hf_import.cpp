@@ -15,6 +15,7 @@
 #include "tools/convert/hf_config.h"
 #include "tools/convert/hf_tokenizer.h"
 #include "tools/convert/hf_weights.h"
+#include "tools/convert/staged_folder.h"
 
 namespace attnlab::convert {
 namespace {
@@ -67,12 +68,9 @@ ImportResult import_hf(const ImportOptions& o) {
     throw ConfigError({fmt::format("--out {}: already exists; import writes a new run folder and never "
                                    "overwrites one", out.string())});
   if (out.filename().empty()) throw ConfigError({"--out: a folder name is required, got " + o.out_dir});
-  const std::string staging = out.string() + ".importing";
-  remove_tree(staging);  // a previous import that died; it never became the run folder
-  fs::create_directories(staging);
-  try {
-    ImportResult r;
-    r.family = arch.family == HfFamily::llama ? "llama" : "gpt2";
+  ImportResult r;
+  r.family = arch.family == HfFamily::llama ? "llama" : "gpt2";
+  write_staged_folder(out.string(), ".importing", [&](const std::string& staging) {
     // The config names the tokenizer where the staging folder holds it while the model is built
     // (which checks that the vocabulary covers it), and where the run folder will hold it after.
     const std::string data_lines = import_tokenizer(o, arch, staging, /*config_dir=*/staging, r.tokenizer);
@@ -107,18 +105,9 @@ ImportResult import_hf(const ImportOptions& o) {
     state.config_hash = cfg.model_hash(1), state.attnlab_version = ATTNLAB_VERSION;
     save_checkpoint(staging, params, moments, state, cfg.checkpoint.keep);
     write_file_atomic(staging + "/config.yaml", cfg.to_yaml());
-    fs::rename(staging, out);  // the run folder appears complete or not at all
-    r.run_dir = out.string();
-    return r;
-  } catch (...) {
-    // remove_tree, not std::filesystem::remove_all: the process binds that to libtorch's
-    // exported copy, which crashes on a non-empty folder.
-    try {
-      remove_tree(staging);
-    } catch (const std::exception&) {  // the original error matters more than the leftover
-    }
-    throw;
-  }
+  });
+  r.run_dir = out.string();
+  return r;
 }
 
 }  // namespace attnlab::convert
