@@ -8,7 +8,7 @@
 namespace attnlab {
 
 BlockImpl::BlockImpl(const ModelConfig& cfg, const MixerSpec& spec, int64_t index)
-    : mixer_type(spec.type), mixer_residual_(cfg.block.mixer_residual) {
+    : mixer_type(spec.type), mixer_residual_(cfg.block.mixer_residual), index_(index) {
   const MixerEntry* entry = MixerRegistry::instance().find(spec.type);
   if (!entry) throw std::runtime_error(MixerRegistry::instance().unknown_message("mixer", spec.type));
   layout_ = &layout_registry().get("model.block.layout", cfg.block.layout);
@@ -45,7 +45,11 @@ at::Tensor BlockImpl::forward(const at::Tensor& x, const MixerContext& ctx) {
                                   "parallelism yet (data.pack: none, or parallel.cp: 1)");
   }
   const MixerContext& use = sharded.cp ? sharded : ctx;
-  return layout_->apply(parts(), x, [&](const at::Tensor& in) { return mix_documents(*mixer, in, use); });
+  return layout_->apply(parts(), x, [&](const at::Tensor& in) {
+    at::Tensor out = mix_documents(*mixer, in, use);
+    if (ctx.on_mixer) ctx.on_mixer(index_, in, out);
+    return out;
+  });
 }
 
 at::Tensor BlockImpl::step(const at::Tensor& x_t, MixerState& state) {

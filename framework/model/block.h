@@ -32,6 +32,7 @@ class BlockImpl : public torch::nn::Module {
   BlockParts parts() const;
   const LayoutEntry* layout_;
   bool mixer_residual_;
+  int64_t index_;
 };
 TORCH_MODULE(Block);
 

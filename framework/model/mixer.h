@@ -5,6 +5,7 @@
 #include <ATen/core/Tensor.h>
 #include <torch/nn/module.h>
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -56,6 +57,9 @@ struct MixerContext {
   std::vector<CpStrategy> cp_preference;
   /// Set by the model: `documents` as rows, computed once per forward for every block.
   std::shared_ptr<const DocumentRows> document_rows;
+  /// When set, every block calls it with its index and its mixer's input and output (attention
+  /// transfer reads a frozen teacher's layers this way; docs/conversion.md).
+  std::function<void(int64_t layer, const at::Tensor& in, const at::Tensor& out)> on_mixer;
 };
 
 /// A context with just a kernel choice (tests, decoding).
@@ -72,6 +76,16 @@ struct AuxLoss {
   std::string name;
   at::Tensor value;  ///< 0-dim
   double weight = 1.0;
+};
+
+/// How a mixer takes over a softmax attention layer when a model is linearized (docs/conversion.md,
+/// "Linearizing"). `inherits`: prefixes of the parameter names it copies from the teacher's mixer
+/// unchanged (same name, same shape, e.g. "q_proj."); every other parameter of the mixer is new
+/// and trained by attention transfer. `drops_options`: teacher options it knowingly does without
+/// (a mixer without RoPE drops rope_base). Empty `inherits`: the mixer cannot be a target.
+struct AttentionTakeover {
+  std::vector<std::string> inherits;
+  std::vector<std::string> drops_options;
 };
 
 /// Opaque per-sequence decoding state (KV cache, recurrent state, ...).
@@ -117,6 +131,8 @@ class Mixer : public torch::nn::Module {
   /// Forward FLOPs per token for a sequence of length T beyond its parameter matmuls
   /// (e.g. attention scores), used for the MFU estimate.
   virtual double extra_flops_per_token(int64_t /*seq_len*/) const { return 0; }
+  /// What this mixer takes from a softmax layer it replaces (none by default).
+  virtual AttentionTakeover attention_takeover() const { return {}; }
   /// Initialise every parameter this mixer registered, in registration order (docs/model.md,
   /// "Parameter init"): input projections N(0, s.std), the output projection N(0,
   /// s.residual_std), biases zero unless the mixer documents otherwise.

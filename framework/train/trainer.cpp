@@ -83,9 +83,14 @@ Trainer::Trainer(RunConfig cfg, World world, TrainerOptions opts)
     }
   }
   model_ = build_model(cfg_, device_);
+  if (opts_.hooks) opts_.hooks->prepare(model_);
   if (mesh_.cp > 1) check_context_parallel(*model_, mesh_.cp);  // before any data moves
   cp_preference_ = cp_preference(cfg_, *model_);
-  optimizer_ = make_optimizer(named_parameters(model_), cfg_.optim, cfg_.parallel, comm_.get());
+  NamedTensors trainable;  // what the hooks froze stays out of the optimizer (and its checkpoint)
+  for (auto& [name, p] : named_parameters(model_))
+    if (p.requires_grad()) trainable.emplace_back(name, p);
+  if (trainable.empty()) throw ConfigError({"the model has no trainable parameters"});
+  optimizer_ = make_optimizer(trainable, cfg_.optim, cfg_.parallel, comm_.get());
   // Rank 0 prepares the data (if needed) before the others open it.
   auto open_data = [&] {
     train_data_ = std::make_unique<BatchSampler>(open_split(cfg_, "train"), cfg_.data.seq_len,
@@ -171,12 +176,11 @@ StepResult Trainer::step() {
   std::vector<at::Tensor> aux_values;    // per name, summed over micro-batches
   for (int64_t m = 0; m < accum; ++m) {
     const Shard batch = my_shard(train_data_->next(cfg_.train.batch_size).to(device_), /*training=*/true);
-    at::Tensor logits = model_->forward(batch.inputs, batch.ctx);  // [B, T/cp, V]
-    at::Tensor loss = at::cross_entropy_loss(logits.reshape({-1, logits.size(-1)}),
-                                             batch.targets.reshape({-1}));
+    MicroBatchLoss micro = micro_batch_loss(batch);
+    const at::Tensor& loss = micro.loss;
     at::Tensor total = loss;
-    for (const AuxLoss& a : model_->aux_losses()) {
-      total = total + a.weight * a.value;
+    for (const AuxLoss& a : micro.terms) {
+      if (a.weight != 0) total = total + a.weight * a.value;
       auto at = std::find(aux_names.begin(), aux_names.end(), a.name);
       const at::Tensor v = a.value.detach().to(at::kDouble).reshape({1}) / static_cast<double>(accum);
       if (at == aux_names.end()) aux_names.push_back(a.name), aux_values.push_back(v);
@@ -243,6 +247,18 @@ StepResult Trainer::step() {
   return r;
 }
 
+MicroBatchLoss Trainer::micro_batch_loss(const Shard& batch) {
+  if (opts_.hooks) {
+    opts_.hooks->before_forward(model_);
+    if (auto own = opts_.hooks->loss(model_, batch.inputs, batch.targets, batch.ctx)) return *own;
+  }
+  at::Tensor logits = model_->forward(batch.inputs, batch.ctx);  // [B, T/cp, V]
+  MicroBatchLoss out;
+  out.loss = at::cross_entropy_loss(logits.reshape({-1, logits.size(-1)}), batch.targets.reshape({-1}));
+  out.terms = model_->aux_losses();
+  return out;
+}
+
 Trainer::Shard Trainer::my_shard(const at::Tensor& windows, bool training) const {
   const int64_t T = windows.size(1) - 1;
   Shard out;
@@ -272,10 +288,15 @@ double Trainer::evaluate() {
   // Global batch b is windows [b·B·W, (b+1)·B·W); rank r evaluates its slice r, and the mean
   // over all slices is the same for every world size (equal slice sizes).
   const int64_t W = mesh_.dp, B = cfg_.train.batch_size;
+  last_validation_.clear();
+  if (opts_.hooks) opts_.hooks->before_forward(model_);
   for (int64_t b = 0; b < cfg_.eval.batches; ++b) {
     const Shard batch = my_shard(val_data_->sequential((b * W + mesh_.dp_rank) * B, B).to(device_), false);
     at::Tensor logits = model_->forward(batch.inputs, batch.ctx);
     sum += at::cross_entropy_loss(logits.reshape({-1, logits.size(-1)}), batch.targets.reshape({-1})).item<double>();
+    if (opts_.hooks)  // single process only (the linearization stages); summed here, mean below
+      for (const auto& [name, value] : opts_.hooks->validate(model_, batch.inputs, batch.targets, batch.ctx))
+        last_validation_[name] += value / static_cast<double>(cfg_.eval.batches);
   }
   if (dp_) {
     at::Tensor total = at::tensor({sum}, at::kDouble);
@@ -313,9 +334,14 @@ void Trainer::log_progress(const StepResult& r, double step_seconds, double elap
 }
 
 int Trainer::train() {
-  say(fmt::format("model: {} layers, {:.2f}M parameters, {:.1f} MFLOP/token (fwd+bwd); device {} (GEMM {:.1f} "
+  int64_t trainable = 0;
+  for (const auto& p : model_->parameters()) trainable += p.requires_grad() ? p.numel() : 0;
+  const std::string frozen = trainable == model_->num_parameters()
+                                 ? ""
+                                 : fmt::format(" ({:.3f}M trainable)", trainable / 1e6);
+  say(fmt::format("model: {} layers, {:.2f}M parameters{}, {:.1f} MFLOP/token (fwd+bwd); device {} (GEMM {:.1f} "
                   "GFLOP/s measured, the MFU denominator){}\n",
-                  cfg_.model.layers, model_->num_parameters() / 1e6, flops_per_token_ / 1e6,
+                  cfg_.model.layers, model_->num_parameters() / 1e6, frozen, flops_per_token_ / 1e6,
                   device_.str(), peak_flops_ / 1e9,
                   dp_ ? fmt::format("; data parallel: {} ranks (dp {}, cp {}, zero {}) over {} (launched by {})",
                                     world_.world_size, mesh_.dp, mesh_.cp, cfg_.parallel.zero,
@@ -354,8 +380,14 @@ int Trainer::train() {
     }
     if (should_eval(step_)) {
       const double vl = evaluate();
-      metrics_->log(step_, {{"val/loss", vl}, {"val/perplexity", std::exp(vl)}});
-      say(fmt::format("eval step {} | val loss {:.4f} | val ppl {:.2f}\n", step_, vl, std::exp(vl)));
+      std::map<std::string, double> values = {{"val/loss", vl}, {"val/perplexity", std::exp(vl)}};
+      std::string extra;
+      for (const auto& [name, value] : last_validation_) {
+        values["val/" + name] = value;
+        extra += fmt::format(" | {} {:.4g}", name, value);
+      }
+      metrics_->log(step_, values);
+      say(fmt::format("eval step {} | val loss {:.4f} | val ppl {:.2f}{}\n", step_, vl, std::exp(vl), extra));
       model_->train();
     }
     if (should_save(step_)) save();

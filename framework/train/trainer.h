@@ -14,6 +14,7 @@
 #include "framework/log/metrics.h"
 #include "framework/model/language_model.h"
 #include "framework/train/adamw.h"
+#include "framework/train/hooks.h"
 #include "framework/train/optimizer.h"
 #include "framework/train/data_parallel.h"
 #include "framework/train/mesh.h"
@@ -25,6 +26,7 @@ struct TrainerOptions {
   bool resume = false;
   bool write_outputs = true;  ///< false for benchmarks: no run folder, no checkpoints
   bool quiet = false;         ///< no progress lines
+  std::shared_ptr<TrainingHooks> hooks;  ///< null: a plain run (framework/train/hooks.h)
 };
 
 struct StepResult {
@@ -44,8 +46,10 @@ class Trainer {
   /// Trains to train.steps (or until SIGINT/SIGTERM, which saves first). Returns an exit code.
   int train();
   StepResult step();
-  /// Mean validation loss over eval.batches batches.
+  /// Mean validation loss over eval.batches batches; the hooks' extra values of that evaluation
+  /// are in last_validation().
   double evaluate();
+  const std::map<std::string, double>& last_validation() const { return last_validation_; }
   void save();
 
   int64_t current_step() const { return step_; }
@@ -75,6 +79,8 @@ class Trainer {
   };
   /// windows [B, seq_len + 1] -> this context-parallel rank's shard of them.
   Shard my_shard(const at::Tensor& windows, bool training) const;
+  /// One micro-batch's loss: the hooks', or cross entropy plus the mixers' aux losses.
+  MicroBatchLoss micro_batch_loss(const Shard& batch);
 
   RunConfig cfg_;
   World world_;
@@ -95,6 +101,7 @@ class Trainer {
   int64_t step_ = 0, skipped_steps_ = 0;
   int64_t saved_step_ = -1;  ///< the step of the newest complete checkpoint of this process
   std::vector<double> losses_;
+  std::map<std::string, double> last_validation_;
   double flops_per_token_ = 0, peak_flops_ = 0;
   int64_t tokens_per_step_ = 0;
   int64_t eot_ = -1;  ///< data.pack: documents: the tokenizer's EOT id

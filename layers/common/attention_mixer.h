@@ -52,6 +52,11 @@ class AttentionMixer : public Mixer {
   bool handles_documents() const override { return true; }
   double extra_flops_per_token(int64_t seq_len) const override;
   void init_parameters(const InitScales& s) override;
+  /// Converting softmax: q, k, v, o are the teacher's; whatever the mixer adds (QK norms, DMA's
+  /// bias, MoH's router, ...) is new (docs/conversion.md).
+  AttentionTakeover attention_takeover() const override {
+    return {{"q_proj.", "k_proj.", "v_proj.", "o_proj."}, {}};
+  }
 
   torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
   torch::nn::LayerNorm q_norm{nullptr}, k_norm{nullptr};

@@ -44,6 +44,14 @@ class Gla : public LinearStateMixer {
   Gla(const GlaOptions& opts, const MixerShape& shape);
   double extra_flops_per_token(int64_t seq_len) const override;
   void init_parameters(const InitScales& s) override;
+  /// Converting softmax (expand_k = expand_v = head_dim·heads / dim): q, k, v, o are the
+  /// teacher's; the decay gate, output gate and norm are new. GLA has no RoPE: the decay carries
+  /// position, so the teacher's RoPE settings are dropped (docs/conversion.md).
+  AttentionTakeover attention_takeover() const override {
+    return {{"q_proj.", "k_proj.", "v_proj.", "o_proj."},
+            {"rope", "rope_base", "rope_scaling", "rope_factor", "rope_low_freq_factor", "rope_high_freq_factor",
+             "rope_original_max_len", "head_dim"}};
+  }
   /// log α [B, T, kv_heads * dk] in fp32: logsigmoid(gate_up(gate_down(x))) / τ, clamped by
   /// gate_log_min; the per-channel decay the kernel applies at each step.
   at::Tensor log_decay(const at::Tensor& x);

@@ -57,6 +57,11 @@ class Hedgehog : public Mixer {
   bool handles_documents() const override { return true; }
   double extra_flops_per_token(int64_t seq_len) const override;
   void init_parameters(const InitScales& s) override;
+  /// Converting softmax: q, k, v, o are the teacher's; the feature maps (and window factors) are
+  /// what attention transfer trains (docs/conversion.md).
+  AttentionTakeover attention_takeover() const override {
+    return {{"q_proj.", "k_proj.", "v_proj.", "o_proj."}, {}};
+  }
 
   torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
   HedgehogFeatureMap q_map{nullptr}, k_map{nullptr};

@@ -9,6 +9,7 @@
 #include "framework/train/setup.h"
 #include "framework/train/trainer.h"
 #include "tools/attnlab/commands.h"
+#include "tools/convert/linearize.h"
 
 namespace attnlab::cli {
 
@@ -35,8 +36,10 @@ void add_train(CLI::App& app, Action& action) {
   cmd->add_flag("--resume", *resume, "continue from the run's latest checkpoint");
   cmd->callback([=, &action] {
     action = [=] {
-      RunConfig cfg = load_run_config(*recipe, *sets);
       install_stop_handlers();
+      // A `convert:` section makes the run a linearization of a softmax teacher (docs/conversion.md).
+      if (convert::is_linearize_recipe(*recipe, *sets)) return convert::linearize(*recipe, *sets, *resume);
+      RunConfig cfg = load_run_config(*recipe, *sets);
       Trainer trainer(cfg, world_from_env(), TrainerOptions{*resume, true, false});
       return trainer.train();
     };

@@ -5,16 +5,15 @@
 #include <algorithm>
 #include <filesystem>
 
-#include "framework/checkpoint/checkpoint.h"
 #include "framework/checkpoint/tensor_copy.h"
 #include "framework/config/config_error.h"
 #include "framework/data/tokenizer.h"
-#include "framework/train/optimizer.h"
 #include "framework/train/setup.h"
 #include "framework/util/atomic_file.h"
 #include "tools/convert/hf_config.h"
 #include "tools/convert/hf_tokenizer.h"
 #include "tools/convert/hf_weights.h"
+#include "tools/convert/run_folder.h"
 #include "tools/convert/staged_folder.h"
 
 namespace attnlab::convert {
@@ -98,13 +97,7 @@ ImportResult import_hf(const ImportOptions& o) {
     if (!staged_tokenizer.empty())
       cfg.data.tokenizer_path = out.string() + staged_tokenizer.substr(staging.size());
 
-    // Zero moments and optimizer_steps 0: resuming is starting AdamW fresh from these weights.
-    const NamedTensors moments = make_optimizer(params, cfg.optim, cfg.parallel, nullptr)->state();
-    CheckpointState state;
-    state.train_steps = cfg.train.steps, state.seed = cfg.run.seed, state.world_size = 1;
-    state.config_hash = cfg.model_hash(1), state.attnlab_version = ATTNLAB_VERSION;
-    save_checkpoint(staging, params, moments, state, cfg.checkpoint.keep);
-    write_file_atomic(staging + "/config.yaml", cfg.to_yaml());
+    write_weights_as_run(staging, params, cfg);
   });
   r.run_dir = out.string();
   return r;
