@@ -83,9 +83,12 @@ struct AuxLoss {
 /// unchanged (same name, same shape, e.g. "q_proj."); every other parameter of the mixer is new
 /// and trained by attention transfer. `drops_options`: teacher options it knowingly does without
 /// (a mixer without RoPE drops rope_base). Empty `inherits`: the mixer cannot be a target.
+/// `attention_weights`: the mixer implements Mixer::attention_weights, so the transfer's
+/// attention-weight cross entropy can train it.
 struct AttentionTakeover {
   std::vector<std::string> inherits;
   std::vector<std::string> drops_options;
+  bool attention_weights = false;
 };
 
 /// Opaque per-sequence decoding state (KV cache, recurrent state, ...).
@@ -133,6 +136,13 @@ class Mixer : public torch::nn::Module {
   virtual double extra_flops_per_token(int64_t /*seq_len*/) const { return 0; }
   /// What this mixer takes from a softmax layer it replaces (none by default).
   virtual AttentionTakeover attention_takeover() const { return {}; }
+  /// For a mixer whose output is, per head, a weighted average of its values before the output
+  /// projection (softmax, its windowed variants, hedgehog): the weights a [B, H, T, T], rows
+  /// summing to 1 over the visible keys, with y = Wo(a v). Undefined (the default) for a mixer
+  /// that has no such matrix. It is T×T per head: attention transfer's cross entropy calls it one
+  /// layer at a time on training-length sequences (docs/conversion.md). Whole sequences only (no
+  /// context parallelism, no packed documents: the caller runs documents as rows).
+  virtual at::Tensor attention_weights(const at::Tensor& /*x*/, const MixerContext& /*ctx*/) { return {}; }
   /// Initialise every parameter this mixer registered, in registration order (docs/model.md,
   /// "Parameter init"): input projections N(0, s.std), the output projection N(0,
   /// s.residual_std), biases zero unless the mixer documents otherwise.

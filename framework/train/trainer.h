@@ -26,7 +26,7 @@ struct TrainerOptions {
   bool resume = false;
   bool write_outputs = true;  ///< false for benchmarks: no run folder, no checkpoints
   bool quiet = false;         ///< no progress lines
-  std::shared_ptr<TrainingHooks> hooks;  ///< null: a plain run (framework/train/hooks.h)
+  std::shared_ptr<TrainingHooks> hooks = nullptr;  ///< null: a plain run (framework/train/hooks.h)
 };
 
 struct StepResult {

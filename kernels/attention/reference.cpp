@@ -40,34 +40,34 @@ at::Tensor attention_visibility(const AttentionSpec& s, int64_t /*B*/, int64_t H
   return vis;
 }
 
-at::Tensor attention_reference(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                               const at::Tensor& key_bias, const AttentionSpec& s) {
-  ATTNLAB_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4, "q, k, v must be 4-D, got ", q.sizes(), k.sizes(),
-                v.sizes());
+at::Tensor attention_weights_reference(const at::Tensor& q, const at::Tensor& k, const at::Tensor& key_bias,
+                                       const AttentionSpec& s) {
+  ATTNLAB_CHECK(q.dim() == 4 && k.dim() == 4, "q, k must be 4-D, got ", q.sizes(), k.sizes());
   const int64_t B = q.size(0), H = q.size(1), Tq = q.size(2), d = q.size(3);
   const int64_t Hkv = k.size(1), Tk = k.size(2);
   ATTNLAB_CHECK_SHAPE(k, B, Hkv, Tk, d);
-  ATTNLAB_CHECK_SHAPE(v, B, Hkv, Tk, d);
   ATTNLAB_CHECK(H % Hkv == 0, "query heads ", H, " not a multiple of kv heads ", Hkv);
   const auto acc = q.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
   at::Tensor kk = k.repeat_interleave(H / Hkv, 1).to(acc);  // [B, H, Tk, d]
-  at::Tensor vv = v.repeat_interleave(H / Hkv, 1).to(acc);
   at::Tensor z = at::matmul(q.to(acc), kk.transpose(-1, -2)) * s.scale;  // [B, H, Tq, Tk]
   if (key_bias.defined()) {
     ATTNLAB_CHECK_SHAPE(key_bias, B, Hkv, Tk);
     z = z + key_bias.to(acc).repeat_interleave(H / Hkv, 1).unsqueeze(2);
   }
   const at::Tensor vis = attention_visibility(s, B, H, Hkv, Tq, Tk, q.device()).expand_as(z);
-  at::Tensor p;
-  if (s.transform == ScoreTransform::sigmoid) {
-    p = at::sigmoid(z + s.sigmoid_bias) * vis.to(acc);
-  } else {
-    // A query with no visible key gets output 0, not softmax's NaN.
-    const at::Tensor has_key = vis.any(-1, /*keepdim=*/true);
-    z = z.masked_fill(vis.logical_not(), -std::numeric_limits<double>::infinity());
-    p = at::softmax(z.masked_fill(has_key.logical_not(), 0.0), -1) * has_key.to(acc);
-  }
-  return at::matmul(p, vv).to(q.scalar_type());
+  if (s.transform == ScoreTransform::sigmoid) return at::sigmoid(z + s.sigmoid_bias) * vis.to(acc);
+  // A query with no visible key gets weights 0 (output 0), not softmax's NaN.
+  const at::Tensor has_key = vis.any(-1, /*keepdim=*/true);
+  z = z.masked_fill(vis.logical_not(), -std::numeric_limits<double>::infinity());
+  return at::softmax(z.masked_fill(has_key.logical_not(), 0.0), -1) * has_key.to(acc);
+}
+
+at::Tensor attention_reference(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                               const at::Tensor& key_bias, const AttentionSpec& s) {
+  ATTNLAB_CHECK(v.dim() == 4, "v must be 4-D, got ", v.sizes());
+  ATTNLAB_CHECK_SHAPE(v, k.size(0), k.size(1), k.size(2), q.size(3));
+  const at::Tensor p = attention_weights_reference(q, k, key_bias, s);
+  return at::matmul(p, v.repeat_interleave(q.size(1) / k.size(1), 1).to(p.scalar_type())).to(q.scalar_type());
 }
 
 at::Tensor causal_attention_reference(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, double scale) {

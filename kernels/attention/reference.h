@@ -13,6 +13,11 @@ namespace attnlab::kernels {
 at::Tensor attention_reference(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                const at::Tensor& key_bias, const AttentionSpec& spec);
 
+/// The weights of attention_reference, [B, H, Tq, Tk] in its accumulation type: softmax rows
+/// sum to 1 over the visible keys (0 for a query that sees none); sigmoid weights as they are.
+at::Tensor attention_weights_reference(const at::Tensor& q, const at::Tensor& k, const at::Tensor& key_bias,
+                                       const AttentionSpec& spec);
+
 /// The [B or 1, H or 1, Tq, Tk] boolean visibility AttentionSpec defines (without key_bias).
 at::Tensor attention_visibility(const AttentionSpec& spec, int64_t B, int64_t H, int64_t Hkv, int64_t Tq,
                                 int64_t Tk, c10::Device device);

@@ -128,6 +128,17 @@ at::Tensor AttentionMixer::forward(const at::Tensor& x, const MixerContext& ctx)
   return output(attend(call).transpose(1, 2), gates);
 }
 
+at::Tensor AttentionMixer::attention_weights(const at::Tensor& x, const MixerContext& ctx) {
+  if (!plain_softmax()) return {};
+  TORCH_CHECK(!ctx.documents.defined() && !(ctx.cp && ctx.cp->size() > 1), name_,
+              ": attention_weights takes whole sequences of one document");
+  const at::Tensor pos = call_positions(ctx, x.size(0), x.size(1), x.device(), name_);
+  auto [q, k, v] = project(x, pos);
+  kernels::AttentionSpec spec = base_spec();
+  spec.q_pos = spec.k_pos = pos;
+  return kernels::attention_weights_reference(q.transpose(1, 2), k.transpose(1, 2), {}, spec);
+}
+
 std::unique_ptr<MixerState> AttentionMixer::init_state(int64_t batch, int64_t max_len) {
   auto c = std::make_unique<AttentionCache>();
   const kernels::AttentionSpec spec = base_spec();

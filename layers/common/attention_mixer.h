@@ -55,8 +55,10 @@ class AttentionMixer : public Mixer {
   /// Converting softmax: q, k, v, o are the teacher's; whatever the mixer adds (QK norms, DMA's
   /// bias, MoH's router, ...) is new (docs/conversion.md).
   AttentionTakeover attention_takeover() const override {
-    return {{"q_proj.", "k_proj.", "v_proj.", "o_proj."}, {}};
+    return {{"q_proj.", "k_proj.", "v_proj.", "o_proj."}, {}, plain_softmax()};
   }
+  /// The weights of base_spec() when plain_softmax(), else undefined.
+  at::Tensor attention_weights(const at::Tensor& x, const MixerContext& ctx) override;
 
   torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
   torch::nn::LayerNorm q_norm{nullptr}, k_norm{nullptr};
@@ -75,6 +77,9 @@ class AttentionMixer : public Mixer {
   virtual bool skip_zero_gates() const { return false; }
   /// The attention of one call (default: run_attention). SSA runs two paths here.
   virtual at::Tensor attend(const AttendCall& call) { return run_attention(call); }
+  /// True when the output is exactly softmax attention under base_spec() followed by Wo: no key
+  /// bias, no gates, no attend() of its own (swa). Such a mixer has attention_weights().
+  virtual bool plain_softmax() const { return false; }
 
   const char* name_;
   int64_t dim_, heads_, kv_heads_, head_dim_;

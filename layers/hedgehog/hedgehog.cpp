@@ -109,6 +109,15 @@ at::Tensor Hedgehog::forward(const at::Tensor& x, const MixerContext& ctx) {
   return o_proj->forward(y.transpose(1, 2).reshape({B, T, o_.heads * head_dim_}));
 }
 
+at::Tensor Hedgehog::attention_weights(const at::Tensor& x, const MixerContext& ctx) {
+  TORCH_CHECK(!ctx.documents.defined() && !(ctx.cp && ctx.cp->size() > 1),
+              "hedgehog: attention_weights takes whole sequences of one document");
+  auto [q, k, v] = project(x, call_positions(ctx, x.size(0), x.size(1), x.device(), "hedgehog"));
+  const at::Tensor phi_q = q_map->forward(q), phi_k = k_map->forward(k);
+  if (o_.window > 0) return sliding_window_hybrid_weights(q, k, phi_q, phi_k, at::sigmoid(window_logit), o_.window);
+  return normalized_linear_weights(phi_q, phi_k, o_.eps);
+}
+
 std::unique_ptr<MixerState> Hedgehog::init_state(int64_t batch, int64_t /*max_len*/) {
   auto s = std::make_unique<HedgehogState>();
   auto opts = q_proj->weight.options().dtype(kernels::linear_state_dtype(q_proj->weight.scalar_type()));

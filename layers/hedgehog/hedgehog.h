@@ -60,8 +60,10 @@ class Hedgehog : public Mixer {
   /// Converting softmax: q, k, v, o are the teacher's; the feature maps (and window factors) are
   /// what attention transfer trains (docs/conversion.md).
   AttentionTakeover attention_takeover() const override {
-    return {{"q_proj.", "k_proj.", "v_proj.", "o_proj."}, {}};
+    return {{"q_proj.", "k_proj.", "v_proj.", "o_proj."}, {}, true};
   }
+  /// The linear (or hybrid) attention's normalised weights [B, H, T, T], from the T×T forms.
+  at::Tensor attention_weights(const at::Tensor& x, const MixerContext& ctx) override;
 
   torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
   HedgehogFeatureMap q_map{nullptr}, k_map{nullptr};

@@ -102,13 +102,11 @@ at::Tensor sliding_window_hybrid_attention(const at::Tensor& q, const at::Tensor
   return y.to(v_in.scalar_type());
 }
 
-at::Tensor sliding_window_hybrid_reference(const at::Tensor& q, const at::Tensor& k,
-                                           const at::Tensor& v, const at::Tensor& phi_q,
-                                           const at::Tensor& phi_k, const at::Tensor& gamma,
-                                           int64_t w) {
-  const auto acc = kernels::linear_state_dtype(v.scalar_type());
+at::Tensor sliding_window_hybrid_weights(const at::Tensor& q, const at::Tensor& k, const at::Tensor& phi_q,
+                                         const at::Tensor& phi_k, const at::Tensor& gamma, int64_t w) {
+  const auto acc = kernels::linear_state_dtype(q.scalar_type());
   const int64_t H = q.size(1), T = q.size(2), d = q.size(3);
-  auto idx = v.options().dtype(at::kLong);
+  auto idx = q.options().dtype(at::kLong);
   at::Tensor i = at::arange(T, idx).view({T, 1}), j = at::arange(T, idx).view({1, T});
   at::Tensor in_window = (j <= i).logical_and(j > i - w), older = j <= i - w;
   at::Tensor s = at::matmul(q.to(acc), k.to(acc).transpose(-1, -2)) / std::sqrt(static_cast<double>(d));
@@ -116,7 +114,21 @@ at::Tensor sliding_window_hybrid_reference(const at::Tensor& q, const at::Tensor
   at::Tensor p = at::exp(s - at::amax(s, {-1}, true)) * gamma.to(acc).view({1, H, 1, 1});
   at::Tensor lin = at::matmul(phi_q.to(acc), phi_k.to(acc).transpose(-1, -2)) * older.to(acc);
   at::Tensor weights = p + lin;
-  return (at::matmul(weights, v.to(acc)) / weights.sum(-1, true)).to(v.scalar_type());
+  return weights / weights.sum(-1, true);
+}
+
+at::Tensor normalized_linear_weights(const at::Tensor& phi_q, const at::Tensor& phi_k, double eps) {
+  const auto acc = kernels::linear_state_dtype(phi_q.scalar_type());
+  const at::Tensor a = at::matmul(phi_q.to(acc), phi_k.to(acc).transpose(-1, -2)).tril();
+  return a / (a.sum(-1, true) + eps);
+}
+
+at::Tensor sliding_window_hybrid_reference(const at::Tensor& q, const at::Tensor& k,
+                                           const at::Tensor& v, const at::Tensor& phi_q,
+                                           const at::Tensor& phi_k, const at::Tensor& gamma,
+                                           int64_t w) {
+  const at::Tensor weights = sliding_window_hybrid_weights(q, k, phi_q, phi_k, gamma, w);
+  return at::matmul(weights, v.to(weights.scalar_type())).to(v.scalar_type());
 }
 
 }  // namespace attnlab::layers

@@ -45,6 +45,13 @@ at::Tensor sliding_window_hybrid_attention(const at::Tensor& q, const at::Tensor
                                            int64_t window, const LinearRunner& linear,
                                            const WindowHalo& halo = {}, const at::Tensor& documents = {});
 
+/// The hybrid's weights [B, H, T, T] (rows sum to 1, fp32 or fp64): y = weights · v.
+at::Tensor sliding_window_hybrid_weights(const at::Tensor& q, const at::Tensor& k, const at::Tensor& phi_q,
+                                         const at::Tensor& phi_k, const at::Tensor& gamma, int64_t window);
+
+/// The pure linear form's weights [B, H, T, T]: φq_i·φk_j / (Σ_{j'≤i} φq_i·φk_j' + eps) for j ≤ i.
+at::Tensor normalized_linear_weights(const at::Tensor& phi_q, const at::Tensor& phi_k, double eps);
+
 /// The same function written with full T×T masks (the definition the blocked form is tested on).
 at::Tensor sliding_window_hybrid_reference(const at::Tensor& q, const at::Tensor& k,
                                            const at::Tensor& v, const at::Tensor& phi_q,

@@ -1,5 +1,5 @@
 // lightning: TransNormerLLM-style linear attention with a constant per-head decay
-// (Qin et al.; docs/mixers/lightning.md). [Q|K|V|U] = x W_qkvu (no bias), Q = SiLU(Q),
+// (Qin et al.; docs/mixers/lightning.md). [Q|K|V|U] = x [Wq|Wk|Wv|Wu] (no bias), Q = SiLU(Q),
 // K = SiLU(K); per head kv_t = λ_h kv_{t-1} + k_t v_tᵀ, o_t = kv_tᵀ q_t (no 1/sqrt(d): the norm
 // follows); O = SRMSNorm(concat_h o) ⊙ U over the WHOLE width (no gain); y = O W_o.
 // λ_h is a buffer (learned λ gave NaNs in the paper), from decay_schedule.h.
@@ -32,8 +32,16 @@ class Lightning : public LinearStateMixer {
   Lightning(const LightningOptions& opts, const MixerShape& shape);
   double extra_flops_per_token(int64_t seq_len) const override;
   void init_parameters(const InitScales& s) override;
+  /// Converting softmax: q, k, v, o are the teacher's; the output gate u is new. No RoPE (the
+  /// decay carries position), no GQA: a teacher with kv_heads or head_dim set is refused
+  /// (docs/conversion.md).
+  AttentionTakeover attention_takeover() const override {
+    return {{"q_proj.", "k_proj.", "v_proj.", "o_proj."},
+            {"rope", "rope_base", "rope_scaling", "rope_factor", "rope_low_freq_factor", "rope_high_freq_factor",
+             "rope_original_max_len"}};
+  }
 
-  torch::nn::Linear qkvu_proj{nullptr}, o_proj{nullptr};
+  torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, u_proj{nullptr}, o_proj{nullptr};
   at::Tensor log_decay;  ///< [H] buffer: log λ_h
 
  private:

@@ -135,6 +135,17 @@ at::Tensor SoftmaxAttention::attend_by_heads(const at::Tensor& q, const at::Tens
   return heads_to_sequence(o.contiguous(), cp);  // [B, S, H, d]
 }
 
+at::Tensor SoftmaxAttention::attention_weights(const at::Tensor& x, const MixerContext& ctx) {
+  TORCH_CHECK(!ctx.documents.defined() && !(ctx.cp && ctx.cp->size() > 1),
+              "softmax: attention_weights takes whole sequences of one document");
+  const at::Tensor pos = call_positions(ctx, x.size(0), x.size(1), x.device(), "softmax");
+  auto [q, k, v] = project(x, pos);
+  kernels::AttentionSpec spec;
+  spec.scale = 1.0 / std::sqrt(static_cast<double>(head_dim_));
+  spec.q_pos = spec.k_pos = pos;
+  return kernels::attention_weights_reference(q.transpose(1, 2), k.transpose(1, 2), {}, spec);
+}
+
 std::unique_ptr<MixerState> SoftmaxAttention::init_state(int64_t batch, int64_t max_len) {
   auto s = std::make_unique<KVCache>();
   auto opts = q_proj->weight.options();

@@ -56,6 +56,8 @@ class SoftmaxAttention : public Mixer {
   bool handles_documents() const override { return true; }
   double extra_flops_per_token(int64_t seq_len) const override;
   void init_parameters(const InitScales& s) override;
+  /// softmax(q kᵀ / sqrt(d) + causal) [B, H, T, T] (the teacher's side of the transfer's cross entropy).
+  at::Tensor attention_weights(const at::Tensor& x, const MixerContext& ctx) override;
 
   torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
 

@@ -24,6 +24,7 @@ class SlidingWindowAttention : public AttentionMixer {
 
  protected:
   kernels::AttentionSpec base_spec() const override;
+  bool plain_softmax() const override { return true; }
 
  private:
   int64_t window_, sinks_;

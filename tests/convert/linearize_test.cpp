@@ -2,7 +2,11 @@
 // student takes the teacher's weights and options (and what it refuses), attention transfer's
 // per-layer error (zero for a student that is exactly the teacher), LoRA merge == unmerged, and a
 // whole two-stage conversion of a tiny teacher through the recipe path.
+#include <ATen/ops/log.h>
+#include <ATen/ops/matmul.h>
+#include <ATen/ops/ones_like.h>
 #include <ATen/ops/randint.h>
+#include <ATen/ops/randn.h>
 #include <ATen/ops/randn_like.h>
 #include <fmt/format.h>
 #include <gtest/gtest.h>
@@ -97,7 +101,9 @@ TEST(Linearize, StudentInheritsTeacherOptionsAndWeightsAndTrainsOnlyWhatIsNew) {
   for (const auto& [name, p] : named_parameters(student)) {
     const bool is_new = std::count(trained.begin(), trained.end(), name) > 0;
     EXPECT_EQ(p.requires_grad(), is_new) << name;
-    if (!is_new) EXPECT_TRUE(at::equal(p, tw.at(name))) << name;
+    if (!is_new) {
+      EXPECT_TRUE(at::equal(p, tw.at(name))) << name;
+    }
   }
 }
 
@@ -119,32 +125,116 @@ TEST(Linearize, RefusesWhatTheTargetCannotReproduce) {
   // GLA's default key width is half the teacher's: the shapes name the fix.
   EXPECT_NE(refuse({}, "{type: gla}").find("width options"), std::string::npos);
   EXPECT_EQ(refuse({"model.mixer.rope_base=500000"}, "{type: gla, expand_k: 1, expand_v: 1}"), "no ConfigError");
-  EXPECT_NE(refuse({}, "{type: lightning}").find("declares no takeover"), std::string::npos);
+  EXPECT_NE(refuse({}, "{type: titans}").find("declares no takeover"), std::string::npos);
+  // lightning has no GQA: the teacher's kv_heads is named; an MHA teacher converts.
+  EXPECT_NE(refuse({}, "{type: lightning}").find("softmax option kv_heads: 2"), std::string::npos);
+  EXPECT_EQ(refuse({"model.mixer.kv_heads=0", "model.mixer.rope_base=500000"}, "{type: lightning}"), "no ConfigError");
 }
 
-TEST(Linearize, TransferErrorIsZeroForAnExactStudentAndNotOtherwise) {
-  TinyRun r;
-  const RunConfig teacher_cfg = r.config({"train.dtype=fp64"});
-  LanguageModel teacher = build_model(teacher_cfg, c10::kCPU);
-  const at::Tensor tokens = at::randint(0, 256, {2, 32}, at::kLong);
-  auto mean_error = [&](const std::string& target) {
+/// A teacher (fp64, random init) and a transfer to `target` on layers 0 and 1, student prepared.
+struct TransferCase {
+  RunConfig teacher_cfg;
+  LanguageModel teacher{nullptr}, student{nullptr};
+  std::unique_ptr<convert::AttentionTransfer> transfer;
+  TransferCase(const TinyRun& r, const std::string& target, double xent_factor = 0)
+      : teacher_cfg(r.config({"train.dtype=fp64"})), teacher(build_model(teacher_cfg, c10::kCPU)) {
     const auto c = convert_yaml("convert: {teacher: t, target: " + target + "}");
     const RunConfig s = student_of(teacher_cfg, c, {0, 1});
     LanguageModel start = build_model(s, c10::kCPU);
     auto trained = convert::take_teacher_weights(start, teacher_cfg.model, weights_of(teacher), {0, 1}, "t");
-    convert::AttentionTransfer transfer(teacher, start, trained, {0, 1}, 1.0);
-    LanguageModel student = build_model(s, c10::kCPU);
-    transfer.prepare(student);
+    transfer = std::make_unique<convert::AttentionTransfer>(teacher, start, trained, std::vector<int64_t>{0, 1},
+                                                            1.0, xent_factor);
+    student = build_model(s, c10::kCPU);
+    transfer->prepare(student);
+  }
+  std::vector<convert::AttentionTransfer::LayerTerms> terms(const at::Tensor& tokens) {
+    return transfer->layer_terms(student, tokens, kernel_context("auto", true));
+  }
+};
+
+TEST(Linearize, TransferErrorIsZeroForAnExactStudentAndNotOtherwise) {
+  TinyRun r;
+  const at::Tensor tokens = at::randint(0, 256, {2, 32}, at::kLong);
+  auto worst_error = [&](const std::string& target) {
+    TransferCase t(r, target);
     double worst = 0;
-    for (const at::Tensor& e : transfer.layer_errors(student, tokens, kernel_context("auto", true)))
-      worst = std::max(worst, e.item<double>());
+    for (const auto& e : t.terms(tokens)) {
+      EXPECT_FALSE(e.xent.defined());  // no cross-entropy factor, no T×T weights
+      worst = std::max(worst, e.mse.item<double>());
+    }
     return worst;
   };
   // A window covering the whole sequence makes the LoLCATs hybrid exactly softmax attention.
-  EXPECT_LT(mean_error("{type: hedgehog, window: 64}"), 1e-24);
+  EXPECT_LT(worst_error("{type: hedgehog, window: 64}"), 1e-24);
   // (The tiny init makes every output small: the errors below are ~1e-9, the exact one ~1e-30.)
-  EXPECT_GT(mean_error("{type: hedgehog, window: 4}"), 1e-14);
-  EXPECT_GT(mean_error("{type: hedgehog}"), 1e-14);
+  EXPECT_GT(worst_error("{type: hedgehog, window: 4}"), 1e-14);
+  EXPECT_GT(worst_error("{type: hedgehog}"), 1e-14);
+}
+
+/// Wo(a v) for a mixer with v_proj, o_proj and attention_weights a (kv heads repeated per group).
+at::Tensor output_from_weights(Mixer& m, const at::Tensor& x, const MixerContext& ctx) {
+  const at::Tensor a = m.attention_weights(x, ctx);  // [B, H, T, T]
+  auto* v_proj = m.named_children()["v_proj"]->as<torch::nn::Linear>();
+  auto* o_proj = m.named_children()["o_proj"]->as<torch::nn::Linear>();
+  const int64_t B = x.size(0), T = x.size(1), H = a.size(1);
+  const int64_t d = o_proj->weight.size(1) / H, Hkv = v_proj->weight.size(0) / d;
+  const at::Tensor v = v_proj->forward(x).view({B, T, Hkv, d}).transpose(1, 2).repeat_interleave(H / Hkv, 1);
+  return o_proj->forward(at::matmul(a, v).transpose(1, 2).reshape({B, T, H * d}));
+}
+
+TEST(Linearize, AttentionWeightsAreTheOnesEachMixerApplies) {
+  TinyRun r;
+  const at::Tensor tokens = at::randint(0, 256, {2, 21}, at::kLong);
+  for (const std::string target : {"{type: hedgehog}", "{type: hedgehog, window: 5}", "{type: swa, window: 6, sinks: 2}"}) {
+    TransferCase t(r, target);
+    for (const LanguageModel& m : {t.teacher, t.student}) {
+      Mixer& mixer = *m->layers[0]->mixer;
+      at::NoGradGuard no_grad;
+      for (auto& p : mixer.parameters()) p.add_(0.2 * at::randn_like(p));  // away from the tiny init
+      const at::Tensor x = at::randn({2, 21, t.teacher_cfg.model.dim}, at::kDouble);
+      const MixerContext ctx = kernel_context("reference");
+      testing::expect_close(target + " Wo(a v)", output_from_weights(mixer, x, ctx), mixer.forward(x, ctx), 1e-10);
+      const at::Tensor a = mixer.attention_weights(x, ctx);
+      testing::expect_close(target + " rows", a.sum(-1), at::ones_like(a.sum(-1)), 1e-10);
+      EXPECT_EQ(a.triu(1).abs().max().item<double>(), 0.0) << target << ": a future key has weight";
+    }
+  }
+  // Mixers whose output is no weighted average of values have none.
+  TransferCase gla(r, "{type: gla, expand_k: 1, expand_v: 1}");
+  const at::Tensor x = at::randn({1, 4, gla.teacher_cfg.model.dim}, at::kDouble);
+  EXPECT_FALSE(gla.student->layers[0]->mixer->attention_weights(x, kernel_context("auto")).defined());
+  EXPECT_FALSE(gla.student->layers[0]->mixer->attention_takeover().attention_weights);
+}
+
+TEST(Linearize, WeightCrossEntropyIsTheTeachersEntropyForAnExactStudentAndMoreOtherwise) {
+  TinyRun r;
+  const at::Tensor tokens = at::randint(0, 256, {2, 32}, at::kLong);
+  // The teacher's row entropies, layer by layer, from its own weights on its own layer inputs.
+  TransferCase exact(r, "{type: hedgehog, window: 64}", 1.0);
+  std::vector<double> entropy;
+  {
+    at::NoGradGuard no_grad;
+    MixerContext ctx = kernel_context("auto");
+    ctx.on_mixer = [&](int64_t layer, const at::Tensor& in, const at::Tensor&) {
+      const at::Tensor a = exact.teacher->layers[static_cast<size_t>(layer)]->mixer->attention_weights(in, kernel_context("auto"));
+      entropy.push_back((-(a * at::log(a.clamp_min(1e-300)))).sum(-1).mean().item<double>());
+    };
+    exact.teacher->forward(tokens, ctx);
+  }
+  ASSERT_EQ(entropy.size(), 2u);
+  const auto terms = exact.terms(tokens);
+  for (size_t l = 0; l < 2; ++l) {
+    EXPECT_GT(entropy[l], 0.5);  // a real distribution over up to 32 keys, not a one-hot
+    EXPECT_NEAR(terms[l].xent.item<double>(), entropy[l], 1e-10) << "layer " << l;
+  }
+  // Any other student pays more than the entropy (Gibbs), and the term has a gradient.
+  TransferCase linear(r, "{type: hedgehog}", 1.0);
+  const auto lt = linear.terms(tokens);
+  for (size_t l = 0; l < 2; ++l) EXPECT_GT(lt[l].xent.item<double>(), entropy[l] + 1e-6) << "layer " << l;
+  lt[0].xent.backward();
+  const at::Tensor g = linear.student->layers[0]->mixer->named_parameters()["q_map.weight"].grad();
+  ASSERT_TRUE(g.defined());
+  EXPECT_GT(g.abs().max().item<double>(), 0.0);
 }
 
 TEST(Linearize, MergedLoraEqualsUnmerged) {
@@ -184,7 +274,7 @@ TEST(Linearize, MergedLoraEqualsUnmerged) {
 TEST(Linearize, TwoStagesFromARecipeGiveARunFolderThatEvaluates) {
   TinyRun r;
   {
-    Trainer t(r.config(), World{}, TrainerOptions{false, true, true});
+    Trainer t(r.config(), World{}, TrainerOptions{false, true, true, {}});
     t.train();
   }
   const std::string recipe = r.dir + "/linearize.yaml";
@@ -214,7 +304,7 @@ log: {{every: 2}}
   const RunConfig out = load_run_config(run + "/config.yaml", {});
   EXPECT_EQ(out.model.pattern[0].type, "hedgehog");
   EXPECT_EQ(out.model.pattern[1].type, "softmax");
-  Trainer eval(out, World{}, TrainerOptions{false, false, true});
+  Trainer eval(out, World{}, TrainerOptions{false, false, true, {}});
   const Checkpoint ck = load_checkpoint(run);
   load_weights(eval.model(), ck.model, ck.dir);
   eval.model()->eval();
@@ -223,6 +313,52 @@ log: {{every: 2}}
   const std::string before = testing::read_file(run + "/conversion.json");
   EXPECT_EQ(convert::linearize(recipe, {}, false), 0);
   EXPECT_EQ(testing::read_file(run + "/conversion.json"), before);
+}
+
+TEST(Linearize, TransferOptionsCrossEntropyAndTrainQkReachTheRun) {
+  TinyRun r;
+  {
+    Trainer t(r.config(), World{}, TrainerOptions{false, true, true, {}});
+    t.train();
+  }
+  auto write_recipe = [&](const std::string& name, const std::string& target, const std::string& transfer) {
+    const std::string recipe = fmt::format("{}/{}.yaml", r.dir, name);
+    std::ofstream(recipe) << fmt::format(R"(run: {{name: {0}, dir: {1}/runs}}
+convert:
+  teacher: {2}
+  target: {3}
+  transfer: {4}
+  lora: {{steps: 0}}
+train: {{steps: 1000, batch_size: 2, threads: 1}}
+eval: {{every: 0, batches: 1}}
+log: {{every: 1}}
+)",
+                                         name, r.dir, r.run(), target, transfer);
+    return recipe;
+  };
+  // gla's output is no weighted average of values: the cross entropy is refused, naming the key.
+  const std::string gla = write_recipe("gla", "{type: gla, expand_k: 1, expand_v: 1}", "{steps: 2, xent_factor: 1}");
+  EXPECT_NE(config_error([&] { convert::linearize(gla, {}, false); }).find("convert.transfer.xent_factor"),
+            std::string::npos);
+  EXPECT_FALSE(fs::exists(r.dir + "/runs/gla/stage1-transfer"));
+
+  const std::string hh = write_recipe("hh", "{type: hedgehog}", "{steps: 2, lr: 0.01, xent_factor: 1, train_qk: true}");
+  ASSERT_EQ(convert::linearize(hh, {}, false), 0);
+  const std::string metrics = testing::read_file(r.dir + "/runs/hh/stage1-transfer/metrics.jsonl");
+  EXPECT_NE(metrics.find("xent/layer1"), std::string::npos);
+  // train_qk: the converted q and k moved off the teacher's; v did not.
+  LanguageModel teacher = build_model(r.config(), c10::kCPU);
+  const Checkpoint teacher_ck = load_checkpoint(r.run());
+  load_weights(teacher, teacher_ck.model, teacher_ck.dir);
+  const RunConfig out = load_run_config(r.dir + "/runs/hh/config.yaml", {});
+  LanguageModel student = build_model(out, c10::kCPU);
+  const Checkpoint ck = load_checkpoint(r.dir + "/runs/hh");
+  load_weights(student, ck.model, ck.dir);
+  const auto tw = weights_of(teacher), sw = weights_of(student);
+  for (const char* proj : {"q_proj", "k_proj", "v_proj"}) {
+    const std::string name = fmt::format("model.layers.0.mixer.{}.weight", proj);
+    EXPECT_EQ(at::equal(tw.at(name), sw.at(name)), std::string(proj) == "v_proj") << name;
+  }
 }
 
 }  // namespace

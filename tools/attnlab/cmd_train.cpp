@@ -40,7 +40,7 @@ void add_train(CLI::App& app, Action& action) {
       // A `convert:` section makes the run a linearization of a softmax teacher (docs/conversion.md).
       if (convert::is_linearize_recipe(*recipe, *sets)) return convert::linearize(*recipe, *sets, *resume);
       RunConfig cfg = load_run_config(*recipe, *sets);
-      Trainer trainer(cfg, world_from_env(), TrainerOptions{*resume, true, false});
+      Trainer trainer(cfg, world_from_env(), TrainerOptions{*resume, true, false, {}});
       return trainer.train();
     };
   });
@@ -58,7 +58,7 @@ void add_eval(CLI::App& app, Action& action) {
     action = [=] {
       RunConfig cfg = load_config_or_run(*run, *sets);
       Checkpoint ck = load_checkpoint_verbose(ckpt->empty() ? *run : *ckpt);
-      Trainer trainer(cfg, World{}, TrainerOptions{false, false, true});
+      Trainer trainer(cfg, World{}, TrainerOptions{false, false, true, {}});
       load_weights(trainer.model(), ck.model, ck.dir + "/model.safetensors");
       trainer.model()->eval();
       const double loss = trainer.evaluate();
@@ -86,7 +86,7 @@ void add_bench(CLI::App& app, Action& action) {
       std::vector<std::string> o = *sets;
       o.push_back("train.steps=" + std::to_string(*steps + *warmup));
       RunConfig cfg = load_run_config(*recipe, o);
-      Trainer trainer(cfg, World{}, TrainerOptions{false, false, true});
+      Trainer trainer(cfg, World{}, TrainerOptions{false, false, true, {}});
       for (int64_t i = 0; i < *warmup; ++i) trainer.step();
       const auto t0 = std::chrono::steady_clock::now();
       double fwd_bwd = 0, clip = 0, optim = 0;

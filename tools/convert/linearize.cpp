@@ -2,8 +2,10 @@
 
 #include <ATen/core/grad_mode.h>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -94,7 +96,7 @@ std::optional<json> read_json(const std::string& path) {
 
 /// Validation loss of a model whose weights `load` sets, on the stage's validation batches.
 double validation_loss(const RunConfig& cfg, const std::function<void(LanguageModel&)>& load) {
-  Trainer t(cfg, World{}, TrainerOptions{false, false, true});
+  Trainer t(cfg, World{}, TrainerOptions{false, false, true, {}});
   load(t.model());
   t.model()->eval();
   return t.evaluate();
@@ -121,6 +123,31 @@ std::optional<json> run_stage(const RunConfig& cfg, std::shared_ptr<TrainingHook
   report["val"] = t.last_validation();
   write_file_atomic(report_path(cfg), report.dump(2) + "\n");
   return report;
+}
+
+/// The cross entropy needs attention weights on both sides (the teacher's softmax has them).
+void check_transfer_terms(LanguageModel& student, const std::vector<int64_t>& converted, const TransferStage& tr,
+                          const std::string& recipe) {
+  if (tr.xent_factor <= 0) return;
+  for (int64_t l : converted) {
+    const Block& block = student->layers[static_cast<size_t>(l)];
+    if (!block->mixer->attention_takeover().attention_weights)
+      throw ConfigError({fmt::format("{}: convert.transfer.xent_factor: {} needs attention weights from the target, "
+                                     "and '{}' has none (its output is not a weighted average of values; "
+                                     "docs/conversion.md); use mse_factor alone",
+                                     recipe, tr.xent_factor, block->mixer_type)});
+  }
+}
+
+/// train_qk: the converted layers' inherited q_proj and k_proj train in stage 1 as well.
+void append_inherited_qk(LanguageModel& student, const std::vector<int64_t>& converted,
+                         std::vector<std::string>& trained) {
+  for (const auto& [name, p] : named_parameters(student))
+    for (int64_t l : converted)
+      for (const char* proj : {"q_proj.", "k_proj."})
+        if (name.rfind(fmt::format("model.layers.{}.mixer.{}", l, proj), 0) == 0 &&
+            std::count(trained.begin(), trained.end(), name) == 0)
+          trained.push_back(name);
 }
 
 void load_newest(LanguageModel& model, const std::string& run_dir) {
@@ -151,10 +178,12 @@ int linearize(const std::string& recipe, const std::vector<std::string>& overrid
   LanguageModel teacher = build_model(p.teacher, device);
   load_teacher(teacher);
   const NamedTensors tw = named_parameters(teacher);
-  const std::vector<std::string> trained = take_teacher_weights(
+  std::vector<std::string> trained = take_teacher_weights(
       start, p.teacher.model, std::map<std::string, at::Tensor>(tw.begin(), tw.end()), p.converted, teacher_origin);
-  std::string layers;
-  for (int64_t l : p.converted) layers += (layers.empty() ? "" : ",") + std::to_string(l);
+  const TransferStage& tr = p.convert.transfer;
+  check_transfer_terms(start, p.converted, tr, recipe);
+  if (tr.train_qk) append_inherited_qk(start, p.converted, trained);
+  const std::string layers = fmt::format("{}", fmt::join(p.converted, ","));
   say(fmt::format("linearize: teacher {} -> {} on layers [{}] of {}; attention transfer trains {} tensors\n",
                   p.teacher_checkpoint.dir, p.convert.target["type"].Scalar(), layers, p.student.model.layers,
                   trained.size()));
@@ -167,11 +196,11 @@ int linearize(const std::string& recipe, const std::vector<std::string>& overrid
                   {"converted_layers", p.converted},
                   {"stages", json::array()}};
 
-  const TransferStage& tr = p.convert.transfer;
   const RunConfig s1 = stage_config(p.student, "stage1-transfer", tr.steps, tr.lr, tr.warmup_steps, tr.weight_decay);
   const bool transfer = tr.steps > 0 && !trained.empty();
   if (transfer) {
-    auto hooks = std::make_shared<AttentionTransfer>(teacher, start, trained, p.converted, tr.mse_factor);
+    auto hooks = std::make_shared<AttentionTransfer>(teacher, start, trained, p.converted, tr.mse_factor,
+                                                     tr.xent_factor);
     auto report = run_stage(s1, hooks, resume, "stage 1: attention transfer");
     if (!report) return 0;
     summary["stages"].push_back({{"stage", "transfer"}, {"report", *report}});

@@ -19,15 +19,17 @@ struct TransferStage {
   int64_t warmup_steps = 10;
   double weight_decay = 0;
   double mse_factor = 1000;  ///< weight of the per-layer output MSE (LoLCATs: 1000)
-  double xent_factor = 0;    ///< attention-weight cross entropy: not implemented, must stay 0
+  double xent_factor = 0;    ///< weight of the attention-weight cross entropy (Hedgehog's loss)
+  bool train_qk = false;     ///< also train the inherited q and k projections (LoLCATs train_qk)
   template <class V> void visit(V& v) {
     v("steps", steps, "optimizer steps of attention transfer (0 = skip)", Bounds{0, 1e12});
     v("lr", lr, "peak learning rate", Bounds{0, 10});
     v("warmup_steps", warmup_steps, "linear warmup steps", Bounds{0, 1e12});
     v("weight_decay", weight_decay, "AdamW weight decay", Bounds{0, 10});
     v("mse_factor", mse_factor, "factor on the mean per-layer output MSE", Bounds{0, 1e12});
-    v("xent_factor", xent_factor, "factor on the attention-weight cross entropy (not implemented: 0)",
-      Bounds{0, 0});
+    v("xent_factor", xent_factor, "factor on the mean per-layer attention-weight cross entropy (0 = off)",
+      Bounds{0, 1e12});
+    v("train_qk", train_qk, "also train the converted layers' inherited q_proj and k_proj");
   }
 };
 
