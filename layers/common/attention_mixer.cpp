@@ -11,6 +11,7 @@
 #include "framework/dist/communicator.h"
 #include "framework/dist/sequence_collectives.h"
 #include "kernels/attention/fused_cpu.h"
+#include "layers/common/attention_cp.h"
 #include "kernels/attention/reference.h"
 #include "framework/model/token_positions.h"
 #include "layers/common/rotary.h"
@@ -98,34 +99,52 @@ at::Tensor AttentionMixer::output(const at::Tensor& o, const at::Tensor& gates) 
   return o_proj->forward(g.reshape({B, T, heads_ * head_dim_}));
 }
 
+std::vector<CpStrategy> AttentionMixer::cp_strategies() const {
+  // halo and ring_sum rely on the keys being visited independently, which holds for the spec
+  // alone: DMA (keep mask over all keys) and SSA (block selection) have neither a window nor
+  // sigmoid scores, so they get allgather_kv only.
+  const kernels::AttentionSpec s = base_spec();
+  std::vector<CpStrategy> out;
+  if (s.window > 0) out.push_back(CpStrategy::halo);  // the default where it applies: least traffic
+  out.push_back(CpStrategy::allgather_kv);
+  if (s.transform == kernels::ScoreTransform::sigmoid) out.push_back(CpStrategy::ring_sum);
+  return out;
+}
+
 at::Tensor AttentionMixer::forward(const at::Tensor& x, const MixerContext& ctx) {
   const int64_t B = x.size(0), T = x.size(1);
   const bool sharded = ctx.cp && ctx.cp->size() > 1;
   const at::Tensor pos = call_positions(ctx, B, T, x.device(), name_);  // [T] or [B, T]
   auto [q, k, v] = project(x, pos);
-  at::Tensor kb = key_bias(x, v);  // [B, T, Hkv] or undefined
   const at::Tensor gates = output_gates(x, ctx);
+  ShardKeys keys{k, v, key_bias(x, v), pos, {}, {}};  // key_bias [B, T, Hkv] or undefined
+  if (ctx.documents.defined()) keys.docs = ctx.documents.to(x.device(), at::kLong);
   AttendCall call;
   call.ctx = &ctx;
   call.spec = base_spec();
-  call.spec.q_pos = call.spec.k_pos = pos;
-  if (ctx.documents.defined()) call.spec.q_doc = call.spec.k_doc = ctx.documents.to(x.device(), at::kLong);
-  if (sharded) {
-    // allgather_kv (docs/parallelism.md): the whole sequence's keys, values, key biases,
-    // positions and documents on every rank; autograd reduce-scatters the gradients back.
-    TORCH_CHECK(ctx.cp_strategy == CpStrategy::allgather_kv, name_, ": cp_strategy ", to_string(ctx.cp_strategy),
-                " is not implemented; use allgather_kv");
-    Communicator& cp = *ctx.cp;
-    k = gather_sequence(k.contiguous(), cp, 1), v = gather_sequence(v.contiguous(), cp, 1);
-    if (kb.defined()) kb = gather_sequence(kb.contiguous(), cp, 1);
-    call.spec.k_pos = gather_sequence(pos.contiguous(), cp, pos.dim() - 1);
-    if (call.spec.q_doc.defined()) call.spec.k_doc = gather_sequence(call.spec.q_doc.contiguous(), cp, 1);
-  }
+  call.spec.q_pos = pos;
+  call.spec.q_doc = keys.docs;
   call.gates = gates;
   if (gates.defined() && skip_zero_gates()) call.spec.active_rows = gates.ne(0).transpose(1, 2);  // [B, H, T]
-  call.q = q.transpose(1, 2), call.k = k.transpose(1, 2), call.v = v.transpose(1, 2);
-  if (kb.defined()) call.key_bias = kb.transpose(1, 2);
-  return output(attend(call).transpose(1, 2), gates);
+  call.q = q.transpose(1, 2);
+  if (sharded) {
+    // docs/parallelism.md: which keys reach this shard, and how (layers/common/attention_cp.h).
+    const auto offered = cp_strategies();
+    TORCH_CHECK(std::count(offered.begin(), offered.end(), ctx.cp_strategy), name_, ": cp_strategy ",
+                to_string(ctx.cp_strategy), " is not one of this mixer's");
+    Communicator& cp = *ctx.cp;
+    if (ctx.cp_strategy == CpStrategy::ring_sum) {
+      auto run = [this](const AttendCall& c) { return attend(c); };
+      return output(ring_sum_attention(call, keys, cp, run).transpose(1, 2), gates);
+    }
+    keys = ctx.cp_strategy == CpStrategy::halo ? window_keys(keys, call.spec.window, call.spec.sinks, cp)
+                                               : gather_all_keys(keys, cp);
+  }
+  call.k = keys.k.transpose(1, 2), call.v = keys.v.transpose(1, 2);
+  if (keys.key_bias.defined()) call.key_bias = keys.key_bias.transpose(1, 2);
+  call.spec.k_pos = keys.pos;
+  call.spec.k_doc = keys.docs;
+  return tie_to_graph(output(attend(call).transpose(1, 2), gates), keys.exchanged);
 }
 
 at::Tensor AttentionMixer::attention_weights(const at::Tensor& x, const MixerContext& ctx) {

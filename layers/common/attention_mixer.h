@@ -3,7 +3,7 @@
 // (kernels/attention/) under an AttentionSpec, and y = (g ⊙ o) Wo. A mixer overrides the
 // hooks below for what makes it different: the spec (transform, window), a per-key bias, output
 // gates, or the whole attention step. The base does positions, packed documents, context
-// parallelism (allgather_kv), and decoding with a KV cache (windowed caches evict).
+// parallelism (allgather_kv, halo for windows, ring_sum for sigmoid), and decoding with a KV cache (windowed caches evict).
 #pragma once
 #include <torch/nn/modules/linear.h>
 #include <torch/nn/modules/normalization.h>
@@ -48,7 +48,9 @@ class AttentionMixer : public Mixer {
   at::Tensor forward(const at::Tensor& x, const MixerContext& ctx) override;
   std::unique_ptr<MixerState> init_state(int64_t batch, int64_t max_len) override;
   at::Tensor step(const at::Tensor& x_t, MixerState& state) override;
-  std::vector<CpStrategy> cp_strategies() const override { return {CpStrategy::allgather_kv}; }
+  /// halo where the spec has a window (the default there), allgather_kv, and ring_sum for
+  /// sigmoid scores (layers/common/attention_cp.h).
+  std::vector<CpStrategy> cp_strategies() const override;
   bool handles_documents() const override { return true; }
   double extra_flops_per_token(int64_t seq_len) const override;
   void init_parameters(const InitScales& s) override;

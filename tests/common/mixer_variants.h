@@ -40,6 +40,9 @@ inline std::vector<MixerVariant> contract_variants() {
   // Windows shorter than the test sequences (the decode cache evicts), with and without sinks.
   out.push_back({"swa", "{window: 6}"});
   out.push_back({"swa", "{window: 9, sinks: 3, kv_heads: 2}"});
+  // Window and sinks both longer than a context-parallel shard of the tests (halo and sinks
+  // gathered from several ranks).
+  out.push_back({"swa", "{window: 30, sinks: 25}"});
   // Sigmoid without its stabilisers, with LayerScale.
   out.push_back({"sigmoid", "{qk_norm: false, hybrid_norm: false, layer_scale: 0.1}"});
   // A keep window shorter than the test sequences, so the dynamic mask acts.
