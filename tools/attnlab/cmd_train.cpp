@@ -39,6 +39,8 @@ void add_train(CLI::App& app, Action& action) {
       install_stop_handlers();
       // A `convert:` section makes the run a linearization of a softmax teacher (docs/conversion.md).
       if (convert::is_linearize_recipe(*recipe, *sets)) return convert::linearize(*recipe, *sets, *resume);
+      if (load_recipe(*recipe, *sets).root["sweep"])
+        throw ConfigError({fmt::format("{}: sweep: this recipe is a sweep; run it with `attnlab sweep {}`", *recipe, *recipe)});
       RunConfig cfg = load_run_config(*recipe, *sets);
       Trainer trainer(cfg, world_from_env(), TrainerOptions{*resume, true, false, {}});
       return trainer.train();

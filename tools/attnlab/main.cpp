@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
   attnlab::cli::add_list(app, action);
   attnlab::cli::add_bench(app, action);
   attnlab::cli::add_launch(app, action);
+  attnlab::cli::add_sweep(app, action);
   attnlab::cli::add_convert(app, action);
   try {
     app.parse(argc, argv);
