@@ -96,9 +96,12 @@ at::Tensor mix_documents(Mixer& mixer, const at::Tensor& x, const MixerContext& 
   return mix_as_document_rows(mixer, x, ctx);
 }
 
+DocumentRows document_rows_of(const MixerContext& ctx) {
+  return ctx.document_rows ? *ctx.document_rows : document_rows(ctx.documents);
+}
+
 at::Tensor mix_as_document_rows(Mixer& mixer, const at::Tensor& x, const MixerContext& ctx) {
-  const DocumentRows computed = ctx.document_rows ? DocumentRows{} : document_rows(ctx.documents);
-  const DocumentRows& rows = ctx.document_rows ? *ctx.document_rows : computed;
+  const DocumentRows rows = document_rows_of(ctx);
   MixerContext inner = ctx;  // each row is one document, starting at position 0
   inner.documents = at::Tensor();
   inner.positions = at::Tensor();

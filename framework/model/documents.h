@@ -28,6 +28,10 @@ struct DocumentRows {
 /// documents' device.
 DocumentRows document_rows(const at::Tensor& documents);
 
+/// The rows layout of ctx.documents: the model's (ctx.document_rows, computed once per forward)
+/// when set, else computed here.
+DocumentRows document_rows_of(const MixerContext& ctx);
+
 /// x [B, T, ...] -> [N, L, ...] (zero padded) and back.
 at::Tensor to_rows(const at::Tensor& x, const DocumentRows& r);
 at::Tensor from_rows(const at::Tensor& y, const DocumentRows& r);

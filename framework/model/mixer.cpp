@@ -1,6 +1,10 @@
 #include "framework/model/mixer.h"
 
+#include <c10/util/Exception.h>
+
 #include <algorithm>
+
+#include "framework/dist/communicator.h"
 
 namespace attnlab {
 
@@ -32,6 +36,11 @@ CpStrategy choose_cp_strategy(const Mixer& mixer, const std::vector<CpStrategy>&
   for (CpStrategy s : offered)
     if (mixer.cp_supports(s, ranks)) return s;
   return CpStrategy::none;
+}
+
+void require_whole_sequence(const MixerContext& ctx, const char* who) {
+  TORCH_CHECK(!ctx.documents.defined() && !(ctx.cp && ctx.cp->size() > 1), who,
+              ": attention_weights takes whole sequences of one document");
 }
 
 }  // namespace attnlab

@@ -62,6 +62,10 @@ struct MixerContext {
   std::function<void(int64_t layer, const at::Tensor& in, const at::Tensor& out)> on_mixer;
 };
 
+/// Throws, naming `who`, unless `ctx` is a whole sequence of one document per row (no packed
+/// documents, no context-parallel shard): what Mixer::attention_weights takes.
+void require_whole_sequence(const MixerContext& ctx, const char* who);
+
 /// A context with just a kernel choice (tests, decoding).
 inline MixerContext kernel_context(std::string kernel, bool training = false) {
   MixerContext c;

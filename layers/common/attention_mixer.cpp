@@ -149,8 +149,7 @@ at::Tensor AttentionMixer::forward(const at::Tensor& x, const MixerContext& ctx)
 
 at::Tensor AttentionMixer::attention_weights(const at::Tensor& x, const MixerContext& ctx) {
   if (!plain_softmax()) return {};
-  TORCH_CHECK(!ctx.documents.defined() && !(ctx.cp && ctx.cp->size() > 1), name_,
-              ": attention_weights takes whole sequences of one document");
+  require_whole_sequence(ctx, name_);
   const at::Tensor pos = call_positions(ctx, x.size(0), x.size(1), x.device(), name_);
   auto [q, k, v] = project(x, pos);
   kernels::AttentionSpec spec = base_spec();

@@ -3,7 +3,8 @@
 // (kernels/attention/) under an AttentionSpec, and y = (g ⊙ o) Wo. A mixer overrides the
 // hooks below for what makes it different: the spec (transform, window), a per-key bias, output
 // gates, or the whole attention step. The base does positions, packed documents, context
-// parallelism (allgather_kv, halo for windows, ring_sum for sigmoid), and decoding with a KV cache (windowed caches evict).
+// parallelism (allgather_kv, halo for windows, ring_sum for sigmoid), and decoding with a KV
+// cache (windowed caches evict).
 #pragma once
 #include <torch/nn/modules/linear.h>
 #include <torch/nn/modules/normalization.h>

@@ -110,8 +110,7 @@ at::Tensor Hedgehog::forward(const at::Tensor& x, const MixerContext& ctx) {
 }
 
 at::Tensor Hedgehog::attention_weights(const at::Tensor& x, const MixerContext& ctx) {
-  TORCH_CHECK(!ctx.documents.defined() && !(ctx.cp && ctx.cp->size() > 1),
-              "hedgehog: attention_weights takes whole sequences of one document");
+  require_whole_sequence(ctx, "hedgehog");
   auto [q, k, v] = project(x, call_positions(ctx, x.size(0), x.size(1), x.device(), "hedgehog"));
   const at::Tensor phi_q = q_map->forward(q), phi_k = k_map->forward(k);
   if (o_.window > 0) return sliding_window_hybrid_weights(q, k, phi_q, phi_k, at::sigmoid(window_logit), o_.window);

@@ -136,8 +136,7 @@ at::Tensor SoftmaxAttention::attend_by_heads(const at::Tensor& q, const at::Tens
 }
 
 at::Tensor SoftmaxAttention::attention_weights(const at::Tensor& x, const MixerContext& ctx) {
-  TORCH_CHECK(!ctx.documents.defined() && !(ctx.cp && ctx.cp->size() > 1),
-              "softmax: attention_weights takes whole sequences of one document");
+  require_whole_sequence(ctx, "softmax");
   const at::Tensor pos = call_positions(ctx, x.size(0), x.size(1), x.device(), "softmax");
   auto [q, k, v] = project(x, pos);
   kernels::AttentionSpec spec;

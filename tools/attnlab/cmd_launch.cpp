@@ -7,7 +7,6 @@
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <poll.h>
-#include <sys/prctl.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -22,6 +21,7 @@
 #include "framework/config/config_error.h"
 #include "framework/dist/world.h"
 #include "framework/log/console.h"
+#include "framework/util/child_process.h"
 #include "tools/attnlab/commands.h"
 
 namespace attnlab::cli {
@@ -59,29 +59,12 @@ void pump(Worker& w, bool flush_partial) {
 
 Worker start_worker(const std::vector<std::string>& args, const std::vector<std::pair<std::string, std::string>>& env,
                     int64_t rank) {
-  int fds[2];
-  if (::pipe(fds) != 0) throw std::runtime_error("launch: pipe failed");
+  int fds[2];  // close-on-exec: no worker inherits another's pipe
+  if (::pipe2(fds, O_CLOEXEC) != 0) throw std::runtime_error("launch: pipe failed");
   Worker w;
   w.rank = rank;
-  const pid_t launcher = ::getpid();
-  w.pid = ::fork();
-  if (w.pid < 0) throw std::runtime_error("launch: fork failed");
-  if (w.pid == 0) {
-    // A worker must not outlive its launcher (killed, crashed): it gets SIGTERM, saves, exits.
-    ::prctl(PR_SET_PDEATHSIG, SIGTERM);
-    if (::getppid() != launcher) ::_exit(1);  // the launcher died before the line above
-    ::dup2(fds[1], 1), ::dup2(fds[1], 2);
-    ::close(fds[0]), ::close(fds[1]);
-    for (const auto& [k, v] : env) ::setenv(k.c_str(), v.c_str(), 1);
-    std::vector<char*> argv;
-    static char self[] = "/proc/self/exe";
-    argv.push_back(self);
-    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    ::execv(self, argv.data());
-    std::fprintf(stderr, "launch: cannot exec attnlab: %s\n", std::strerror(errno));
-    ::_exit(127);
-  }
+  // A worker must not outlive its launcher (killed, crashed): it gets SIGTERM, saves, exits.
+  w.pid = spawn_child("/proc/self/exe", args, env, fds[1], "launch");
   ::close(fds[1]);
   ::fcntl(fds[0], F_SETFL, O_NONBLOCK);
   w.out = fds[0];

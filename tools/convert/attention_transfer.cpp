@@ -48,8 +48,7 @@ at::Tensor weight_cross_entropy(Mixer& teacher, Mixer& student, const at::Tensor
   inner.on_mixer = nullptr;
   at::Tensor x = in, real_rows;  // real_rows [N, L]: 1 for a token, 0 for padding
   if (ctx.documents.defined()) {
-    const DocumentRows computed = ctx.document_rows ? DocumentRows{} : document_rows(ctx.documents);
-    const DocumentRows& rows = ctx.document_rows ? *ctx.document_rows : computed;
+    const DocumentRows rows = document_rows_of(ctx);
     x = to_rows(in, rows);
     real_rows = to_rows(at::ones({in.size(0), in.size(1), 1}, in.options()), rows).squeeze(-1);
     inner.documents = at::Tensor(), inner.positions = at::Tensor(), inner.document_rows = nullptr;

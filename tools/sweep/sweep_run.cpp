@@ -2,8 +2,6 @@
 
 #include <fcntl.h>
 #include <fmt/format.h>
-#include <signal.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -22,6 +20,7 @@
 #include "framework/log/console.h"
 #include "framework/train/setup.h"
 #include "framework/util/atomic_file.h"
+#include "framework/util/child_process.h"
 #include "framework/util/run_lock.h"
 #include "tools/sweep/sweep_plan.h"
 
@@ -98,23 +97,9 @@ void read_results(const std::string& run_dir, int64_t steps, json& rec) {
 }
 
 pid_t start_child(const std::string& binary, const std::vector<std::string>& args, const std::string& log_file) {
-  const int fd = ::open(log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+  const int fd = ::open(log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   if (fd < 0) throw std::runtime_error(fmt::format("sweep: cannot write {}: {}", log_file, std::strerror(errno)));
-  const pid_t parent = ::getpid();
-  const pid_t pid = ::fork();
-  if (pid < 0) throw std::runtime_error("sweep: fork failed");
-  if (pid == 0) {
-    ::prctl(PR_SET_PDEATHSIG, SIGTERM);  // a run does not outlive its sweep (it saves and exits)
-    if (::getppid() != parent) ::_exit(1);
-    ::dup2(fd, 1), ::dup2(fd, 2), ::close(fd);
-    std::vector<char*> argv;
-    argv.push_back(const_cast<char*>(binary.c_str()));
-    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    ::execv(binary.c_str(), argv.data());
-    std::fprintf(stderr, "sweep: cannot exec %s: %s\n", binary.c_str(), std::strerror(errno));
-    ::_exit(127);
-  }
+  const pid_t pid = spawn_child(binary, args, {}, fd, "sweep");  // a run does not outlive its sweep
   ::close(fd);
   return pid;
 }
