@@ -22,15 +22,22 @@ APT_PACKAGES=(cmake ninja-build ccache g++ python3-venv libyaml-cpp-dev libfmt-d
 log() { printf '[setup] %s\n' "$*" >&2; }
 
 install_apt_packages() {
-  local missing=()
-  for p in "${APT_PACKAGES[@]}"; do
+  local missing=() packages=("${@:-${APT_PACKAGES[@]}}")
+  for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
   done
   [ ${#missing[@]} -eq 0 ] && return 0
   log "installing Debian packages: ${missing[*]}"
   local sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq ${APT_INSTALL_FLAGS:-} "${missing[@]}" >/dev/null
+}
+
+# Test-only: a headless browser for the report test (tests/report), without the desktop
+# packages a full chromium pulls in (19 packages instead of 130).
+install_test_browser() {
+  APT_INSTALL_FLAGS=--no-install-recommends install_apt_packages chromium-headless-shell
+  export ATTNLAB_REQUIRE_BROWSER=1
 }
 
 find_python() {

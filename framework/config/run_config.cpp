@@ -130,6 +130,14 @@ void RunConfig::validate() const {
                    model.max_seq_len));
   rule(data.tokenizer == "byte" || !data.tokenizer_path.empty(),
        fmt::format("data.tokenizer '{}' needs data.tokenizer_path", data.tokenizer));
+  if (is_synthetic_source(data.source)) {
+    rule(data.pack == "none", fmt::format("data.pack: documents needs token shards with EOTs, not "
+                                          "data.source: {}", data.source));
+    // Answer-only targets are not spread evenly over a sequence's context-parallel shards, so a
+    // rank's mean would not be the sequence's.
+    rule(parallel.cp <= 1, fmt::format("data.source: {} scores some positions only and cannot "
+                                       "split a sequence: parallel.cp must be 1", data.source));
+  }
   // A plain folder name: "..", "." or a path would put the run (and its config.yaml) elsewhere.
   const bool plain_name = !run.name.empty() && run.name != "." && run.name != ".." &&
                           run.name.size() <= 255 && run.name.find_first_of(std::string("/\\\0", 3)) == std::string::npos;

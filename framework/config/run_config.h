@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "framework/config/options.h"
+#include "framework/data/mqar.h"
 #include "framework/model/layouts.h"
 #include "framework/model/mixer.h"
 #include "framework/model/parts.h"
@@ -74,6 +75,7 @@ struct ModelConfig {
 };
 
 struct DataConfig {
+  std::string source = "shards";
   std::string dir = "data/fortunes-byte";  ///< folder with train_*.bin / val_*.bin shards
   std::string prepare_from = "";           ///< text file/folder to shard into `dir` if empty
   std::string tokenizer = "byte";
@@ -81,7 +83,10 @@ struct DataConfig {
   int64_t seq_len = 256;
   double val_fraction = 0.05;
   std::string pack = "none";  ///< documents: no information crosses an EOT (docs/data.md)
+  MqarConfig mqar;
   template <class V> void visit(V& v) {
+    v("source", source, "shards: token shards in `dir`; mqar: Zoology's associative recall, "
+      "generated from run.seed (docs/data.md)", OneOf{{"shards", "mqar"}});
     v("dir", dir, "folder of llm.c-format token shards (train_*.bin, val_*.bin)");
     v("prepare_from", prepare_from, "text file or folder tokenized into `dir` on first use");
     v("tokenizer", tokenizer, "tokenizer used by prepare and generate",
@@ -91,6 +96,7 @@ struct DataConfig {
     v("val_fraction", val_fraction, "share of documents held out for validation", Bounds{0, 0.5});
     v("pack", pack, "none: windows cross documents; documents: attention and state stop at each EOT",
       OneOf{{"none", "documents"}});
+    v.section("mqar", mqar, "data.source: mqar: the task's shape (T = seq_len, V = model.vocab_size)");
   }
 };
 

@@ -7,9 +7,11 @@
 #include <ATen/core/Tensor.h>
 
 #include <memory>
-#include <vector>
+#include <string>
 
+#include "framework/data/epoch_order.h"
 #include "framework/data/shards.h"
+#include "framework/data/source.h"
 
 namespace attnlab {
 
@@ -18,6 +20,7 @@ class BatchSampler {
   BatchSampler(std::shared_ptr<const TokenStream> stream, int64_t seq_len, uint64_t seed,
                int64_t rank = 0, int64_t world = 1);
   int64_t num_windows() const { return windows_; }
+  const std::string& stream_name() const { return stream_->name(); }
   /// The next `batch` samples for this rank as int64 [batch, seq_len + 1]; advances the cursor.
   at::Tensor next(int64_t batch);
   /// Windows first..first+batch-1 in stream order (validation), as [batch, seq_len + 1].
@@ -29,10 +32,22 @@ class BatchSampler {
   int64_t window_of(int64_t global_sample);
   std::shared_ptr<const TokenStream> stream_;
   int64_t seq_len_, windows_;
-  uint64_t seed_;
   int64_t rank_, world_;
-  int64_t perm_epoch_ = -1;
-  std::vector<int64_t> perm_;
+  EpochOrder order_;
+};
+
+/// data.source: shards. Inputs and targets are a window's first and last seq_len tokens.
+class ShardSource : public DataSource {
+ public:
+  ShardSource(std::shared_ptr<const TokenStream> stream, int64_t seq_len, uint64_t seed,
+              int64_t rank = 0, int64_t world = 1)
+      : sampler_(std::move(stream), seq_len, seed, rank, world) {}
+  TokenBatch next(int64_t batch) override;
+  TokenBatch sequential(int64_t first, int64_t batch) const override;
+  std::string describe() const override { return sampler_.stream_name(); }
+
+ private:
+  BatchSampler sampler_;
 };
 
 }  // namespace attnlab

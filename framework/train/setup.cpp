@@ -10,9 +10,10 @@
 #include <thread>
 
 #include "framework/checkpoint/tensor_copy.h"
-#include "framework/util/atomic_file.h"
-
+#include "framework/data/mqar.h"
 #include "framework/data/prepare.h"
+#include "framework/data/sampler.h"
+#include "framework/util/atomic_file.h"
 
 namespace fs = std::filesystem;
 
@@ -61,9 +62,19 @@ std::shared_ptr<const TokenStream> open_split(const RunConfig& cfg, const std::s
   return std::make_shared<const TokenStream>(d.dir, split);
 }
 
+std::unique_ptr<DataSource> make_data_source(const RunConfig& cfg, const std::string& split,
+                                             int64_t rank, int64_t world) {
+  const auto seed = static_cast<uint64_t>(cfg.run.seed);
+  if (cfg.data.source == "mqar")
+    return std::make_unique<MqarSource>(cfg.data.mqar, MqarShape{cfg.data.seq_len, cfg.model.vocab_size},
+                                        seed, split == "val", rank, world);
+  if (split == "val") return std::make_unique<ShardSource>(open_split(cfg, split), cfg.data.seq_len, seed);
+  return std::make_unique<ShardSource>(open_split(cfg, split), cfg.data.seq_len, seed, rank, world);
+}
+
 LanguageModel build_model(const RunConfig& cfg, c10::Device device) {
   auto tok = make_tokenizer(cfg.data);
-  if (tok->vocab_size() > cfg.model.vocab_size)
+  if (!is_synthetic_source(cfg.data.source) && tok->vocab_size() > cfg.model.vocab_size)
     throw ConfigError({fmt::format("config: model.vocab_size ({}) is smaller than the {} "
                                    "tokenizer's vocabulary ({})",
                                    cfg.model.vocab_size, cfg.data.tokenizer, tok->vocab_size())});

@@ -93,10 +93,9 @@ Trainer::Trainer(RunConfig cfg, World world, TrainerOptions opts)
   optimizer_ = make_optimizer(trainable, cfg_.optim, cfg_.parallel, comm_.get());
   // Rank 0 prepares the data (if needed) before the others open it.
   auto open_data = [&] {
-    train_data_ = std::make_unique<BatchSampler>(open_split(cfg_, "train"), cfg_.data.seq_len,
-                                                 cfg_.run.seed, mesh_.dp_rank, mesh_.dp);
+    train_data_ = make_data_source(cfg_, "train", mesh_.dp_rank, mesh_.dp);
     // Built now so that a validation split shorter than one window fails before step 1.
-    val_data_ = std::make_unique<BatchSampler>(open_split(cfg_, "val"), cfg_.data.seq_len, cfg_.run.seed);
+    val_data_ = make_data_source(cfg_, "val");
   };
   if (comm_ && !world_.is_main()) comm_->barrier();
   open_data();
@@ -259,12 +258,12 @@ MicroBatchLoss Trainer::micro_batch_loss(const Shard& batch) {
   return out;
 }
 
-Trainer::Shard Trainer::my_shard(const at::Tensor& windows, bool training) const {
-  const int64_t T = windows.size(1) - 1;
+Trainer::Shard Trainer::my_shard(const TokenBatch& batch, bool training) const {
+  const int64_t T = batch.inputs.size(1);
   Shard out;
   out.ctx.training = training;
   out.ctx.kernel = cfg_.train.kernel;
-  at::Tensor inputs = windows.narrow(1, 0, T), targets = windows.narrow(1, 1, T);
+  const at::Tensor &inputs = batch.inputs, &targets = batch.targets;
   // Documents and positions come from the whole window, so that ids and in-document positions
   // agree across the context-parallel shards of one sequence.
   // Without documents a shard's positions follow from its rank (framework/model/token_positions.h).
@@ -280,31 +279,6 @@ Trainer::Shard Trainer::my_shard(const at::Tensor& windows, bool training) const
   out.ctx.documents = mine(out.ctx.documents), out.ctx.positions = mine(out.ctx.positions);
   if (cp_) out.ctx.cp = cp_.get(), out.ctx.cp_preference = cp_preference_;
   return out;
-}
-
-double Trainer::evaluate() {
-  at::NoGradGuard no_grad;
-  double sum = 0;
-  // Global batch b is windows [b·B·W, (b+1)·B·W); rank r evaluates its slice r, and the mean
-  // over all slices is the same for every world size (equal slice sizes).
-  const int64_t W = mesh_.dp, B = cfg_.train.batch_size;
-  last_validation_.clear();
-  if (opts_.hooks) opts_.hooks->before_forward(model_);
-  for (int64_t b = 0; b < cfg_.eval.batches; ++b) {
-    const Shard batch = my_shard(val_data_->sequential((b * W + mesh_.dp_rank) * B, B).to(device_), false);
-    at::Tensor logits = model_->forward(batch.inputs, batch.ctx);
-    sum += at::cross_entropy_loss(logits.reshape({-1, logits.size(-1)}), batch.targets.reshape({-1})).item<double>();
-    if (opts_.hooks)  // single process only (the linearization stages); summed here, mean below
-      for (const auto& [name, value] : opts_.hooks->validate(model_, batch.inputs, batch.targets, batch.ctx))
-        last_validation_[name] += value / static_cast<double>(cfg_.eval.batches);
-  }
-  if (dp_) {
-    at::Tensor total = at::tensor({sum}, at::kDouble);
-    dp_->comm().all_reduce(total);
-    sum = total.item<double>();
-  }
-  // Every rank's mean over its (equal) share of tokens, averaged over all of them.
-  return sum / static_cast<double>(cfg_.eval.batches * world_.world_size);
 }
 
 void Trainer::log_progress(const StepResult& r, double step_seconds, double elapsed) {
@@ -379,15 +353,7 @@ int Trainer::train() {
       window_start = now, window_steps = 0;
     }
     if (should_eval(step_)) {
-      const double vl = evaluate();
-      std::map<std::string, double> values = {{"val/loss", vl}, {"val/perplexity", std::exp(vl)}};
-      std::string extra;
-      for (const auto& [name, value] : last_validation_) {
-        values["val/" + name] = value;
-        extra += fmt::format(" | {} {:.4g}", name, value);
-      }
-      metrics_->log(step_, values);
-      say(fmt::format("eval step {} | val loss {:.4f} | val ppl {:.2f}{}\n", step_, vl, std::exp(vl), extra));
+      evaluate_and_log();
       model_->train();
     }
     if (should_save(step_)) save();

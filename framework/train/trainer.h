@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "framework/config/run_config.h"
-#include "framework/data/sampler.h"
+#include "framework/data/source.h"
 #include "framework/dist/world.h"
 #include "framework/log/metrics.h"
 #include "framework/model/language_model.h"
@@ -46,8 +46,8 @@ class Trainer {
   /// Trains to train.steps (or until SIGINT/SIGTERM, which saves first). Returns an exit code.
   int train();
   StepResult step();
-  /// Mean validation loss over eval.batches batches; the hooks' extra values of that evaluation
-  /// are in last_validation().
+  /// Mean validation loss over eval.batches batches. Its other values are in last_validation():
+  /// `accuracy` on the answers of a task source (framework/data/source.h), and the hooks'.
   double evaluate();
   const std::map<std::string, double>& last_validation() const { return last_validation_; }
   void save();
@@ -77,8 +77,10 @@ class Trainer {
     at::Tensor inputs, targets;
     MixerContext ctx;
   };
-  /// windows [B, seq_len + 1] -> this context-parallel rank's shard of them.
-  Shard my_shard(const at::Tensor& windows, bool training) const;
+  /// A batch [B, seq_len] -> this context-parallel rank's shard of it.
+  Shard my_shard(const TokenBatch& batch, bool training) const;
+  /// evaluate(), then its values to the metrics and the console (trainer_eval.cpp).
+  void evaluate_and_log();
   /// One micro-batch's loss: the hooks', or cross entropy plus the mixers' aux losses.
   MicroBatchLoss micro_batch_loss(const Shard& batch);
 
@@ -95,7 +97,7 @@ class Trainer {
   std::vector<CpStrategy> cp_preference_;
   std::unique_ptr<DataParallel> dp_;
   std::unique_ptr<Optimizer> optimizer_;
-  std::unique_ptr<BatchSampler> train_data_, val_data_;
+  std::unique_ptr<DataSource> train_data_, val_data_;
   std::unique_ptr<RunLock> lock_;
   std::unique_ptr<MetricsSink> metrics_;
   int64_t step_ = 0, skipped_steps_ = 0;

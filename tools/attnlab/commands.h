@@ -24,6 +24,8 @@ void add_bench(CLI::App& app, Action& action);
 void add_launch(CLI::App& app, Action& action);
 /// `sweep` (cmd_sweep.cpp).
 void add_sweep(CLI::App& app, Action& action);
+/// `report` (cmd_report.cpp).
+void add_report(CLI::App& app, Action& action);
 /// `convert import | verify` (cmd_convert.cpp).
 void add_convert(CLI::App& app, Action& action);
 /// `bench mixer`, a subcommand of `bench` (cmd_bench_mixer.cpp).

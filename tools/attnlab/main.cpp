@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
   attnlab::cli::add_bench(app, action);
   attnlab::cli::add_launch(app, action);
   attnlab::cli::add_sweep(app, action);
+  attnlab::cli::add_report(app, action);
   attnlab::cli::add_convert(app, action);
   try {
     app.parse(argc, argv);

@@ -121,17 +121,25 @@ std::string cell(const json& j, const char* key, const char* format) {
 }
 
 void print_table(const std::vector<Job>& jobs, const std::vector<std::string>& keys) {
+  // Task runs (data.source: mqar) also report their answer accuracy.
+  bool accuracy = false;
+  for (const Job& j : jobs) accuracy |= j.record.contains("metrics") && j.record["metrics"].contains("accuracy");
   std::string out = "\n| run |";
   for (const auto& k : keys) out += fmt::format(" {} |", k);
-  out += " parameters | final val loss | best val loss | tokens/s | wall s | status |\n|---|";
-  for (size_t i = 0; i < keys.size(); ++i) out += "---|";
+  out += fmt::format(" parameters | final val loss | best val loss |{} tokens/s | wall s | status |\n|---|",
+                     accuracy ? " accuracy |" : "");
+  for (size_t i = 0; i < keys.size() + (accuracy ? 1 : 0); ++i) out += "---|";
   out += "---|---|---|---|---|---|\n";
   for (const Job& j : jobs) {
     out += fmt::format("| {} |", j.run.name);
     for (const auto& [k, v] : j.run.values) out += fmt::format(" {} |", v);
-    out += fmt::format(" {} | {} | {} | {} | {} | {} |\n",
+    out += fmt::format(" {} | {} | {} |{} {} | {} | {} |\n",
                        j.record.contains("parameters") ? fmt::format("{:.3f}M", j.record["parameters"].get<double>() / 1e6) : "–",
                        cell(j.record, "final_val_loss", "{:.4f}"), cell(j.record, "best_val_loss", "{:.4f}"),
+                       accuracy ? fmt::format(" {} |", j.record.contains("metrics")
+                                                           ? cell(j.record["metrics"], "accuracy", "{:.3f}")
+                                                           : "–")
+                                : "",
                        cell(j.record, "tokens_per_s", "{:.0f}"), cell(j.record, "wall_s", "{:.0f}"),
                        j.record.value("status", std::string("?")));
   }
