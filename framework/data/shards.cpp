@@ -8,6 +8,8 @@
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <stdexcept>
 
 #include "framework/util/atomic_file.h"
@@ -15,6 +17,15 @@
 namespace fs = std::filesystem;
 
 namespace attnlab {
+namespace {
+
+std::string read_index_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw ShardError(path + ": cannot open Megatron index");
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+}  // namespace
 
 void write_shard(const std::string& path, const std::vector<int32_t>& tokens) {
   const bool wide = std::any_of(tokens.begin(), tokens.end(), [](int32_t t) { return t > 65535; });
@@ -57,6 +68,8 @@ ShardHeader parse_shard_header(const unsigned char* data, size_t size, const std
 }
 
 Shard::Shard(const std::string& path) : path_(path) {
+  const std::string idx = fs::path(path).replace_extension(".idx").string();
+  const bool megatron = fs::exists(idx);
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) throw ShardError(path + ": cannot open token shard");
   struct stat st {};
@@ -65,9 +78,23 @@ Shard::Shard(const std::string& path) : path_(path) {
     throw ShardError(path + ": not a regular file");
   }
   map_size_ = static_cast<size_t>(st.st_size);
-  if (map_size_ < 1024) {  // also keeps mmap of an empty file from failing obscurely
+  size_t header_bytes = 1024;
+  try {
+    if (megatron) {
+      const std::string index = read_index_file(idx);
+      const MegatronIndex ix = parse_megatron_index(reinterpret_cast<const unsigned char*>(index.data()),
+                                                    index.size(), map_size_, idx);
+      count_ = ix.tokens, type_ = ix.type, header_bytes = 0;
+    } else if (map_size_ < 1024) {  // also keeps mmap of an empty file from failing obscurely
+      throw ShardError(path + ": " + std::to_string(map_size_) + " bytes is shorter than the 1024-byte llm.c header");
+    }
+  } catch (...) {
     ::close(fd);
-    throw ShardError(path + ": " + std::to_string(map_size_) + " bytes is shorter than the 1024-byte llm.c header");
+    throw;
+  }
+  if (map_size_ == 0) {  // an empty Megatron dataset: nothing to map
+    ::close(fd);
+    return;
   }
   map_ = ::mmap(nullptr, map_size_, PROT_READ, MAP_PRIVATE, fd, 0);
   ::close(fd);
@@ -75,16 +102,16 @@ Shard::Shard(const std::string& path) : path_(path) {
     map_ = nullptr;
     throw ShardError(path + ": mmap failed");
   }
-  try {
-    const ShardHeader h = parse_shard_header(static_cast<const unsigned char*>(map_), map_size_, path);
-    count_ = h.tokens;
-    wide_ = h.wide;
-  } catch (...) {
-    ::munmap(map_, map_size_);
-    map_ = nullptr;
-    throw;
-  }
-  data_ = static_cast<const unsigned char*>(map_) + 1024;
+  if (!megatron) try {
+      const ShardHeader h = parse_shard_header(static_cast<const unsigned char*>(map_), map_size_, path);
+      count_ = h.tokens;
+      type_ = h.wide ? TokenType::u32 : TokenType::u16;
+    } catch (...) {
+      ::munmap(map_, map_size_);
+      map_ = nullptr;
+      throw;
+    }
+  data_ = static_cast<const unsigned char*>(map_) + header_bytes;
 }
 
 Shard::~Shard() {

@@ -1,13 +1,16 @@
 // Token shards in llm.c's format (docs/formats.md, "Token shards"): a 1024-byte header of 256
 // little-endian int32 (magic, version, token count), then the tokens. magic 20240520 /
-// version 1 holds uint16 tokens, 20240801 / version 7 uint32. Shards are memory-mapped; every
-// header field and the file size are checked, and a bad file is an error naming it.
+// version 1 holds uint16 tokens, 20240801 / version 7 uint32. A .bin with a .idx beside it is a
+// Megatron-LM indexed dataset instead (framework/data/megatron.h). Shards are memory-mapped;
+// every header field and the file size are checked, and a bad file is an error naming it.
 #pragma once
 #include <cstdint>
 #include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
+
+#include "framework/data/megatron.h"
 
 namespace attnlab {
 
@@ -31,14 +34,23 @@ void write_shard(const std::string& path, const std::vector<int32_t>& tokens);
 
 class Shard {
  public:
+  /// An llm.c shard, or a Megatron dataset when `<path without .bin>.idx` exists.
   explicit Shard(const std::string& path);
   ~Shard();
   Shard(const Shard&) = delete;
   Shard& operator=(const Shard&) = delete;
   int64_t size() const { return count_; }
   int64_t token(int64_t i) const {
-    return wide_ ? reinterpret_cast<const uint32_t*>(data_)[i]
-                 : reinterpret_cast<const uint16_t*>(data_)[i];
+    switch (type_) {
+      case TokenType::u16: return reinterpret_cast<const uint16_t*>(data_)[i];
+      case TokenType::u32: return reinterpret_cast<const uint32_t*>(data_)[i];
+      case TokenType::u8: return data_[i];
+      case TokenType::i8: return reinterpret_cast<const int8_t*>(data_)[i];
+      case TokenType::i16: return reinterpret_cast<const int16_t*>(data_)[i];
+      case TokenType::i32: return reinterpret_cast<const int32_t*>(data_)[i];
+      case TokenType::i64: return reinterpret_cast<const int64_t*>(data_)[i];
+    }
+    return 0;
   }
   const std::string& path() const { return path_; }
 
@@ -48,7 +60,7 @@ class Shard {
   size_t map_size_ = 0;
   const unsigned char* data_ = nullptr;
   int64_t count_ = 0;
-  bool wide_ = false;
+  TokenType type_ = TokenType::u16;
 };
 
 /// All shards of one split (`<dir>/<split>_*.bin`, sorted) seen as one token stream.

@@ -81,6 +81,7 @@ int main(int argc, char** argv) {
   std::filesystem::create_directories(scratch);
   int rc = 0, ran = 0;
   for (const Target& t : {attnlab::fuzz::safetensors_target(), attnlab::fuzz::shards_target(),
+                          attnlab::fuzz::megatron_target(),
                           attnlab::fuzz::state_target(), attnlab::fuzz::yaml_target(scratch)}) {
     if (which != "all" && which != t.name) continue;
     ++ran;

@@ -26,6 +26,7 @@ struct Target {
 
 Target safetensors_target();
 Target shards_target();
+Target megatron_target();
 Target state_target();
 Target yaml_target(const std::string& scratch_dir);
 
