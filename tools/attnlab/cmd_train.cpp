@@ -1,4 +1,4 @@
-// attnlab train | eval | bench train
+// attnlab train | bench train (eval: cmd_eval.cpp)
 #include <ATen/ops/exp.h>
 #include <fmt/format.h>
 
@@ -44,29 +44,6 @@ void add_train(CLI::App& app, Action& action) {
       RunConfig cfg = load_run_config(*recipe, *sets);
       Trainer trainer(cfg, world_from_env(), TrainerOptions{*resume, true, false, {}});
       return trainer.train();
-    };
-  });
-}
-
-void add_eval(CLI::App& app, Action& action) {
-  auto* cmd = app.add_subcommand("eval", "validation loss and perplexity of a checkpoint");
-  auto run = std::make_shared<std::string>();
-  auto ckpt = std::make_shared<std::string>();
-  auto sets = std::make_shared<std::vector<std::string>>();
-  cmd->add_option("run", *run, "run folder (uses its config.yaml and latest checkpoint)")->required();
-  cmd->add_option("--checkpoint", *ckpt, "a specific checkpoint folder");
-  cmd->add_option("--set", *sets, "override a config value, e.g. eval.batches=32");
-  cmd->callback([=, &action] {
-    action = [=] {
-      RunConfig cfg = load_config_or_run(*run, *sets);
-      Checkpoint ck = load_checkpoint_verbose(ckpt->empty() ? *run : *ckpt);
-      Trainer trainer(cfg, World{}, TrainerOptions{false, false, true, {}});
-      load_weights(trainer.model(), ck.model, ck.dir + "/model.safetensors");
-      trainer.model()->eval();
-      const double loss = trainer.evaluate();
-      fmt::print("{}: val loss {:.4f} | val ppl {:.3f} | {} batches of {}x{}\n", ck.dir, loss,
-                 std::exp(loss), cfg.eval.batches, cfg.train.batch_size, cfg.data.seq_len);
-      return 0;
     };
   });
 }
