@@ -32,11 +32,19 @@ double number(const nlohmann::json& j, const char* key) {
 
 std::string fixed(double v, const char* format) { return std::isfinite(v) ? fmt::format(fmt::runtime(format), v) : "–"; }
 
+// A mixer value "{type: swa, window: 8}" reads "swa, window: 8" in legends.
+std::string short_value(const std::string& v) {
+  const std::string prefix = "{type: ";
+  if (v.rfind(prefix, 0) == 0 && v.size() > prefix.size() && v.back() == '}')
+    return v.substr(prefix.size(), v.size() - prefix.size() - 1);
+  return v;
+}
+
 std::string joined_values(const RunData& r, const std::vector<std::string>& keys) {
   std::string out;
   for (const auto& k : keys) {
     auto it = r.values.find(k);
-    out += (out.empty() ? "" : ", ") + (it == r.values.end() ? "?" : it->second);
+    out += (out.empty() ? "" : ", ") + (it == r.values.end() ? "?" : short_value(it->second));
   }
   return out;
 }
@@ -105,7 +113,7 @@ std::string axis_charts(const SweepData& s, const std::string& metric) {
     LineChart c;
     c.title = fmt::format("{} by {} (mean over the other axes)", metric, axis);
     c.x_label = "step", c.y_label = metric;
-    for (const auto& v : order) c.series.push_back(mean_curve(by_value[v], metric, axis + "=" + v));
+    for (const auto& v : order) c.series.push_back(mean_curve(by_value[v], metric, short_value(v)));
     out += render(c);
   }
   return out;

@@ -84,14 +84,16 @@ std::string render(const LineChart& c) {
                       kLeft, kWidth - kRight, kHeight - kBottom, kTop);
   std::vector<double> xt;
   if (c.log_x) {
-    for (double p = std::floor(std::log10(x0)); p <= std::ceil(std::log10(x1)); ++p)
-      for (double m : {1.0, 2.0, 5.0})
-        if (const double v = m * std::pow(10.0, p); v >= x0 * (1 - 1e-9) && v <= x1 * (1 + 1e-9)) xt.push_back(v);
-    // Exact data positions when the decade ticks miss them (e.g. widths 32, 64, 128).
-    if (xt.size() < 3)
-      for (const Series& s : c.series) xt.insert(xt.end(), s.x.begin(), s.x.end());
+    // Few distinct x values (widths 32, 64, 128): tick exactly there; else 1-2-5 per decade.
+    for (const Series& s : c.series) xt.insert(xt.end(), s.x.begin(), s.x.end());
     std::sort(xt.begin(), xt.end());
     xt.erase(std::unique(xt.begin(), xt.end()), xt.end());
+    if (xt.size() > 8) {
+      xt.clear();
+      for (double p = std::floor(std::log10(x0)); p <= std::ceil(std::log10(x1)); ++p)
+        for (double m : {1.0, 2.0, 5.0})
+          if (const double v = m * std::pow(10.0, p); v >= x0 * (1 - 1e-9) && v <= x1 * (1 + 1e-9)) xt.push_back(v);
+    }
   } else {
     xt = nice_ticks(x0, x1, 6);
   }
@@ -116,7 +118,11 @@ std::string render(const LineChart& c) {
     }
     body += fmt::format(R"(<g class="series" data-name="{0}" stroke="{1}" fill="{1}"><polyline fill="none" stroke-width="1.8" points="{2}"/>{3}</g>)",
                         escape_xml(s.name), series_colour(i), points, dots);
+    // The legend holds 16 entries; more lines than that are told apart by the other charts.
     const double ly = kTop + 14 * static_cast<double>(i);
+    if (i == 16) body += fmt::format(R"(<text x="{}" y="{:.1f}" font-size="11">+ {} more</text>)", kWidth - kRight + 10,
+                                     ly + 9, c.series.size() - 16);
+    if (i >= 16) continue;
     body += fmt::format(R"(<g class="legend" font-size="11"><rect x="{0}" y="{1:.1f}" width="10" height="10" fill="{2}"/><text x="{3}" y="{4:.1f}">{5}</text></g>)",
                         kWidth - kRight + 10, ly, series_colour(i), kWidth - kRight + 24, ly + 9, escape_xml(s.name));
   }
