@@ -27,12 +27,20 @@ std::vector<fs::path> yaml_files(const fs::path& dir) {
 /// A recipe with a `convert:` section: a linearization of a teacher run.
 bool is_linearization(const fs::path& r) { return static_cast<bool>(load_recipe(r.string()).root["convert"]); }
 
+// A sweep recipe's base point: the recipe without its sweep: section (the points themselves are
+// tests/sweep/sweep_test.cpp's).
+RunConfig base_config(const fs::path& r, const std::vector<std::string>& sets = {}) {
+  YamlSource src = load_recipe(r.string(), sets);
+  src.root.remove("sweep");
+  return parse_run_config(src);
+}
+
 TEST(Recipes, EveryRecipeLoadsAndRoundTrips) {
   const auto recipes = yaml_files(kRoot / "recipes");
   ASSERT_GE(recipes.size(), 5u);
   for (const auto& r : recipes) {
     if (is_linearization(r)) continue;  // next test
-    RunConfig c = load_run_config(r.string(), {});
+    RunConfig c = base_config(r);
     EXPECT_EQ(c.to_yaml(), parse_run_config(load_yaml_text(c.to_yaml(), "resolved")).to_yaml()) << r;
   }
 }
@@ -73,9 +81,9 @@ TEST(Recipes, EveryCpuRecipeTrainsOneStep) {
   int trained = 0;
   for (const auto& r : yaml_files(kRoot / "recipes")) {
     if (is_linearization(r)) continue;
-    RunConfig c = load_run_config(r.string(), {});
+    RunConfig c = base_config(r);
     if (c.train.device == "cuda" || c.model.dim > 512) continue;  // GPU-sized (gla-340m)
-    c = load_run_config(r.string(), {"run.dir=" + d + "/runs", "data.dir=" + d + "/data", "train.steps=1",
+    c = base_config(r, {"run.dir=" + d + "/runs", "data.dir=" + d + "/data", "train.steps=1",
                                      "eval.batches=1", "train.threads=1"});
     Trainer t(c, World{}, {false, true, true});
     t.train();
