@@ -94,6 +94,26 @@ TEST(Report, EveryChartHasItsMarks) {
   EXPECT_NE(render(c).find("&lt;b&gt;&amp;"), std::string::npos);
 }
 
+TEST(Report, BenchRowsBecomeTokensPerSecondAndMemoryCharts) {
+  // Rows as attnlab bench mixer --jsonl writes them: two implementations at three lengths.
+  const std::string root = testing::temp_dir("report");
+  std::string rows;
+  for (const char* impl : {"fused", "softmax (SDPA)"})
+    for (int T : {256, 512, 1024})
+      rows += fmt::format(R"({{"mixer":"gla","impl":"{}","seq":{},"tokens":{},"fwd_ms":1,"fwd_bwd_ms":{},"peak_rss_mb":{}}})",
+                          impl, T, T, T / 256.0, 100 + T / 10) + "\n";
+  write(root + "/bench.jsonl", rows);
+  const ReportInput in = load_report_input({}, {root + "/bench.jsonl"});
+  const std::string html = render_html(in);
+  EXPECT_EQ(count(html, "<svg class=\"chart\""), 2u);
+  EXPECT_EQ(count(html, "<g class=\"series\""), 4u);
+  EXPECT_EQ(count(html, "<circle"), 12u) << "a marker per (impl, T) in each chart";
+  // 1024 tokens in 4 ms: 256,000 tokens/s.
+  EXPECT_NE(text_summary(in).find("T    1024:     256000 tok/s"), std::string::npos) << text_summary(in);
+  write(root + "/empty.jsonl", "{}\n");
+  EXPECT_THROW(load_report_input({}, {root + "/empty.jsonl"}), std::runtime_error);
+}
+
 // The PNG's IHDR: width and height, big-endian, at bytes 16..23.
 std::pair<uint32_t, uint32_t> png_size(const std::string& bytes) {
   auto be32 = [&](size_t at) {

@@ -8,6 +8,7 @@
 
 #include "framework/config/run_config.h"
 #include "framework/model/mixer.h"
+#include "tools/common/bench_rows.h"
 #include "tools/common/median_time.h"
 
 namespace attnlab::cli {
@@ -36,6 +37,7 @@ int run_layer_bench(const LayerBenchArgs& a) {
         const at::Tensor y = m->forward(x, ctx);
         torch::autograd::grad({y.sum()}, {x});
       }, a.reps));
+      tools::add_bench_row(a.mixer, row.label, T, a.batch * T, fwd.back(), both.back());
     }
     std::string line = fmt::format("{:<40}", row.label);
     for (size_t i = 0; i < a.seq.size(); ++i) {

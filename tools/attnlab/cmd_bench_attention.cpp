@@ -13,6 +13,7 @@
 
 #include "kernels/attention/fused_cpu.h"
 #include "tools/attnlab/bench_attention.h"
+#include "tools/common/bench_rows.h"
 #include "tools/common/median_time.h"
 
 namespace attnlab::cli {
@@ -64,10 +65,13 @@ int run_attention_bench(const AttentionBenchArgs& a) {
     };
     const auto [df, db] = time(dense);
     fmt::print("| {} | softmax (SDPA) | {:.1f} | {:.1f} | 1.00x | 0.50 |\n", T, sf, sb);
+    tools::add_bench_row(a.mixer, "softmax (SDPA)", T, B * T, sf, sb);
+    tools::add_bench_row(a.mixer, "softmax fused", T, B * T, df, db);
     fmt::print("| {} | softmax fused | {:.1f} | {:.1f} | {:.2f}x | 0.50 |\n", T, df, db, sb / db);
     if (a.mixer != "softmax") {
       const auto [mf, mb] = time(spec);
       fmt::print("| {} | {} fused | {:.1f} | {:.1f} | {:.2f}x | {:.2f} |\n", T, a.mixer, mf, mb, sb / mb, pairs);
+      tools::add_bench_row(a.mixer, a.mixer + " fused", T, B * T, mf, mb);
     }
   }
   fmt::print("\nvs SDPA > 1 means faster than SDPA. visible pairs: the fraction of the T x T (query, key) pairs\n"

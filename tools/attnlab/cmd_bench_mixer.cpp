@@ -8,14 +8,17 @@
 #include <ATen/ops/scaled_dot_product_attention.h>
 #include <ATen/ops/tensor.h>
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include <cmath>
 #include <map>
 
+#include "framework/util/atomic_file.h"
 #include "kernels/linear/api.h"
 #include "tools/attnlab/bench_attention.h"
 #include "tools/attnlab/bench_layer.h"
 #include "tools/attnlab/commands.h"
+#include "tools/common/bench_rows.h"
 #include "tools/common/median_time.h"
 
 namespace attnlab::cli {
@@ -30,7 +33,18 @@ struct BenchArgs {
   double keep = 0.1;
   int64_t dim = 256;
   std::string options = "{}";
+  std::string jsonl;  ///< also write the rows here (tools/common/bench_rows.h)
 };
+
+void write_rows(const std::string& path) {
+  std::string text;
+  for (const tools::BenchRow& r : tools::bench_rows())
+    text += nlohmann::json{{"mixer", r.mixer}, {"impl", r.impl}, {"seq", r.seq}, {"tokens", r.tokens},
+                           {"fwd_ms", r.fwd_ms}, {"fwd_bwd_ms", r.fwd_bwd_ms}, {"peak_rss_mb", r.peak_rss_mb}}
+                .dump() + "\n";
+  write_file_atomic(path, text);
+  fmt::print("wrote {} rows to {} (attnlab report --bench {})\n", tools::bench_rows().size(), path, path);
+}
 
 int run_bench(const BenchArgs& a) {
   // Gate mode and value width per mixer: GLA per-channel gate, Lightning one decay per head,
@@ -66,11 +80,13 @@ int run_bench(const BenchArgs& a) {
       const double fb = median_ms([&] { kernels::linear_attention(qg, kg, vg, gg, {}, lo).out.sum().backward(); }, a.reps);
       rows.push_back({name, {f, fb}});
       fb_times[name].push_back(fb);
+      tools::add_bench_row(a.mixer, name, T, B * T, f, fb);
     }
     at::Tensor vs = v.narrow(3, 0, d).contiguous(), vsg = leaf(vs);
     const double sf = median_ms([&] { at::NoGradGuard ng; at::scaled_dot_product_attention(q, k, vs, {}, 0.0, true, scale); }, a.reps);
     const double sb = median_ms([&] { at::scaled_dot_product_attention(qg, kg, vsg, {}, 0.0, true, scale).sum().backward(); }, a.reps);
     rows.push_back({"softmax (SDPA)", {sf, sb}});
+    tools::add_bench_row(a.mixer, "softmax (SDPA)", T, B * T, sf, sb);
     fb_times["softmax (SDPA)"].push_back(sb);
     const double base = rows.front().second.second;
     for (const auto& [name, t] : rows)
@@ -106,7 +122,14 @@ void add_bench_mixer(CLI::App& bench, Action& action) {
   cmd->add_option("--dim", a->dim, "layer benchmark (titans, grassmann): model width")->check(CLI::PositiveNumber);
   cmd->add_option("--options", a->options, "layer benchmark: the mixer's options as a YAML mapping, e.g. '{architecture: mag}'");
   cmd->add_option("--reps", a->reps, "timed repetitions (median reported)")->check(CLI::PositiveNumber);
-  cmd->callback([a, &action] { action = [a] { return run_bench(*a); }; });
+  cmd->add_option("--jsonl", a->jsonl, "also write one JSON line per timed row (for attnlab report --bench)");
+  cmd->callback([a, &action] {
+    action = [a] {
+      const int rc = run_bench(*a);
+      if (rc == 0 && !a->jsonl.empty()) write_rows(a->jsonl);
+      return rc;
+    };
+  });
 }
 
 }  // namespace attnlab::cli

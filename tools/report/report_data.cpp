@@ -107,8 +107,17 @@ double RunData::last(const std::string& metric) const {
   return it == curves.end() || it->second.empty() ? NAN : it->second.back().second;
 }
 
-ReportInput load_report_input(const std::vector<std::string>& paths) {
+ReportInput load_report_input(const std::vector<std::string>& paths, const std::vector<std::string>& bench_files) {
   ReportInput in;
+  for (const std::string& f : bench_files) {
+    BenchData b{f, {}};
+    for (json& row : json_lines(f))
+      if (row.contains("mixer") && row.contains("impl") && row.contains("seq") && row.contains("fwd_bwd_ms"))
+        b.rows.push_back(std::move(row));
+    if (b.rows.empty())
+      throw std::runtime_error(fmt::format("report: {} holds no rows of attnlab bench mixer --jsonl", f));
+    in.benches.push_back(std::move(b));
+  }
   for (const std::string& p : paths) {
     if (fs::exists(p + "/sweep.jsonl")) {
       in.sweeps.push_back(load_sweep(p));

@@ -26,13 +26,21 @@ struct SweepData {
   std::vector<RunData> runs;
 };
 
+/// One `attnlab bench mixer --jsonl` file: rows of (mixer, impl, T, tokens, times, peak RSS).
+struct BenchData {
+  std::string path;
+  std::vector<nlohmann::json> rows;
+};
+
 struct ReportInput {
   std::vector<SweepData> sweeps;
   std::vector<RunData> runs;  ///< run folders given directly
+  std::vector<BenchData> benches;
 };
 
-/// Reads every path (a sweep folder has sweep.jsonl, a run folder metrics.jsonl); throws
-/// std::runtime_error naming a path that is neither.
-ReportInput load_report_input(const std::vector<std::string>& paths);
+/// Reads every path (a sweep folder has sweep.jsonl, a run folder metrics.jsonl) and every
+/// bench file; throws std::runtime_error naming a path that is neither, or a bench file with
+/// no rows.
+ReportInput load_report_input(const std::vector<std::string>& paths, const std::vector<std::string>& bench_files = {});
 
 }  // namespace attnlab::report

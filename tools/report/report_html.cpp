@@ -179,6 +179,33 @@ std::string config_html(const RunData& r) {
                      escape_xml(r.config_yaml));
 }
 
+// Per mixer of a bench file: fwd+bwd tokens/s and the peak-memory mark against T, one line per
+// implementation.
+std::string bench_html(const BenchData& b) {
+  std::map<std::string, std::map<std::string, Series>> tps, rss;  // mixer -> impl -> series
+  std::vector<std::string> mixers;
+  for (const auto& r : b.rows) {
+    const std::string m = r["mixer"].get<std::string>(), impl = r["impl"].get<std::string>();
+    if (!tps.count(m)) mixers.push_back(m);
+    const double T = r["seq"].get<double>(), tokens = r.value("tokens", T), ms = r["fwd_bwd_ms"].get<double>();
+    Series& a = tps[m][impl];
+    a.name = impl, a.x.push_back(T), a.y.push_back(ms > 0 ? tokens / ms * 1e3 : NAN);
+    Series& c = rss[m][impl];
+    c.name = impl, c.x.push_back(T), c.y.push_back(r.value("peak_rss_mb", NAN));
+  }
+  std::string h = fmt::format("<section class=\"bench\"><h2>bench {}</h2><div class=\"charts\">", escape_xml(b.path));
+  for (const auto& m : mixers) {
+    LineChart t, mem;
+    t.title = fmt::format("{}: tokens/s, forward+backward", m), t.x_label = "sequence length T", t.y_label = "tokens/s";
+    mem.title = fmt::format("{}: peak resident memory so far", m), mem.x_label = "sequence length T", mem.y_label = "MB";
+    t.log_x = mem.log_x = true, t.markers = mem.markers = true, t.y_min = 0, mem.y_min = 0;
+    for (auto& [impl, s] : tps[m]) t.series.push_back(s);
+    for (auto& [impl, s] : rss[m]) mem.series.push_back(s);
+    h += render(t) + render(mem);
+  }
+  return h + "</div></section>\n";
+}
+
 const char* kStyle = R"(body{font-family:sans-serif;margin:24px;color:#222;max-width:1400px}
 h1{font-size:22px}h2{font-size:18px;border-bottom:1px solid #ccc;padding-bottom:4px;margin-top:32px}
 h3{font-size:15px}table.results{border-collapse:collapse;font-size:13px;margin:8px 0}
@@ -258,6 +285,7 @@ std::string render_html(const ReportInput& in) {
     }
     h += needle_html(r) + "</div>\n" + config_html(r) + "</section>\n";
   }
+  for (const BenchData& b : in.benches) h += bench_html(b);
   return h + "</body></html>\n";
 }
 
@@ -283,6 +311,12 @@ std::string text_summary(const ReportInput& in) {
       }
   }
   for (const RunData& r : in.runs) line(r, "run " + r.name);
+  for (const BenchData& b : in.benches) {
+    out += fmt::format("bench {} (fwd+bwd tokens/s):\n", b.path);
+    for (const auto& r : b.rows)
+      out += fmt::format("  {:<12} {:<28} T {:>7}: {:>10.0f} tok/s\n", r["mixer"].get<std::string>(), r["impl"].get<std::string>(),
+                         r["seq"].get<int64_t>(), r.value("tokens", r["seq"].get<double>()) / r["fwd_bwd_ms"].get<double>() * 1e3);
+  }
   return out;
 }
 
