@@ -152,9 +152,4 @@ TokenBatch MqarSource::sequential(int64_t first, int64_t batch) const {
   return examples(ids);
 }
 
-std::string MqarSource::describe() const {
-  return fmt::format("mqar {} (pairs {}, seq_len {}, vocab {}, gaps {})", validation_ ? "val" : "train",
-                     cfg_.pairs, shape_.seq_len, shape_.vocab, cfg_.gaps);
-}
-
 }  // namespace attnlab

@@ -55,7 +55,6 @@ class MqarSource : public DataSource {
   TokenBatch next(int64_t batch) override;
   TokenBatch sequential(int64_t first, int64_t batch) const override;
   bool answers_only() const override { return true; }
-  std::string describe() const override;
 
  private:
   TokenBatch examples(const std::vector<int64_t>& ids) const;

@@ -20,7 +20,6 @@ class BatchSampler {
   BatchSampler(std::shared_ptr<const TokenStream> stream, int64_t seq_len, uint64_t seed,
                int64_t rank = 0, int64_t world = 1);
   int64_t num_windows() const { return windows_; }
-  const std::string& stream_name() const { return stream_->name(); }
   /// The next `batch` samples for this rank as int64 [batch, seq_len + 1]; advances the cursor.
   at::Tensor next(int64_t batch);
   /// Windows first..first+batch-1 in stream order (validation), as [batch, seq_len + 1].
@@ -44,7 +43,6 @@ class ShardSource : public DataSource {
       : sampler_(std::move(stream), seq_len, seed, rank, world) {}
   TokenBatch next(int64_t batch) override;
   TokenBatch sequential(int64_t first, int64_t batch) const override;
-  std::string describe() const override { return sampler_.stream_name(); }
 
  private:
   BatchSampler sampler_;

@@ -28,8 +28,6 @@ class DataSource {
   virtual TokenBatch sequential(int64_t first, int64_t batch) const = 0;
   /// True when only some targets are scored: the trainer then reports answer accuracy too.
   virtual bool answers_only() const { return false; }
-  /// What the source is, for messages ("<dir>/train_*.bin", "mqar(pairs=8, ...)").
-  virtual std::string describe() const = 0;
 
   int64_t cursor = 0;  ///< samples this rank has taken
 };

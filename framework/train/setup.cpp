@@ -65,10 +65,11 @@ std::shared_ptr<const TokenStream> open_split(const RunConfig& cfg, const std::s
 std::unique_ptr<DataSource> make_data_source(const RunConfig& cfg, const std::string& split,
                                              int64_t rank, int64_t world) {
   const auto seed = static_cast<uint64_t>(cfg.run.seed);
+  const bool val = split == "val";  // every rank reads validation in the same order
+  if (val) rank = 0, world = 1;
   if (cfg.data.source == "mqar")
     return std::make_unique<MqarSource>(cfg.data.mqar, MqarShape{cfg.data.seq_len, cfg.model.vocab_size},
-                                        seed, split == "val", rank, world);
-  if (split == "val") return std::make_unique<ShardSource>(open_split(cfg, split), cfg.data.seq_len, seed);
+                                        seed, val, rank, world);
   return std::make_unique<ShardSource>(open_split(cfg, split), cfg.data.seq_len, seed, rank, world);
 }
 

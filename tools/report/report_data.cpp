@@ -10,6 +10,8 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "tools/sweep/sweep_run.h"
+
 namespace fs = std::filesystem;
 using nlohmann::json;
 
@@ -54,20 +56,7 @@ RunData load_run(const std::string& dir, const std::string& name) {
     }
   }
   // A run outside a sweep gets the sweep record's fields from its own metrics.
-  if (!r.curves.count("val/loss")) return r;
-  double best = INFINITY;
-  for (const auto& [s, v] : r.curves["val/loss"]) best = std::min(best, v);
-  r.record["final_val_loss"] = r.last("val/loss");
-  r.record["best_val_loss"] = best;
-  r.record["metrics"] = json::object();
-  if (auto it = r.curves.find("perf/tokens_per_s"); it != r.curves.end() && !it->second.empty()) {
-    std::vector<double> tps;
-    for (const auto& [s, v] : it->second) tps.push_back(v);
-    std::nth_element(tps.begin(), tps.begin() + static_cast<std::ptrdiff_t>(tps.size() / 2), tps.end());
-    r.record["tokens_per_s"] = tps[tps.size() / 2];
-  }
-  for (const auto& [k, c] : r.curves)
-    if (k.rfind("val/", 0) == 0 && k != "val/loss" && k != "val/perplexity") r.record["metrics"][k.substr(4)] = c.back().second;
+  sweep::read_run_results(dir, -1, r.record);
   return r;
 }
 

@@ -64,38 +64,6 @@ std::map<std::string, json> read_records(const std::string& file) {
   return out;
 }
 
-/// Final and best val/loss, the last value of every other val/ metric, and the median tokens/s
-/// of the run's metrics.jsonl; "finished" when the last step's evaluation is there.
-void read_results(const std::string& run_dir, int64_t steps, json& rec) {
-  std::ifstream in(run_dir + "/metrics.jsonl");
-  std::vector<double> tps;
-  double best = 0, final_loss = 0;
-  bool any = false, finished = false;
-  json metrics = json::object();
-  for (std::string line; std::getline(in, line);) {
-    json row;
-    try {
-      row = json::parse(line);
-    } catch (const std::exception&) {
-      continue;
-    }
-    if (row.contains("perf/tokens_per_s")) tps.push_back(row["perf/tokens_per_s"].get<double>());
-    if (!row.contains("val/loss")) continue;
-    const double l = row["val/loss"].get<double>();
-    best = any ? std::min(best, l) : l, final_loss = l, any = true;
-    finished = row.value("step", int64_t{-1}) == steps;
-    for (const auto& [k, v] : row.items())
-      if (k.rfind("val/", 0) == 0 && k != "val/loss" && k != "val/perplexity") metrics[k.substr(4)] = v;
-  }
-  if (any) rec["final_val_loss"] = final_loss, rec["best_val_loss"] = best;
-  rec["metrics"] = metrics;
-  if (!tps.empty()) {
-    std::nth_element(tps.begin(), tps.begin() + static_cast<std::ptrdiff_t>(tps.size() / 2), tps.end());
-    rec["tokens_per_s"] = tps[tps.size() / 2];
-  }
-  rec["finished"] = finished;
-}
-
 pid_t start_child(const std::string& binary, const std::vector<std::string>& args, const std::string& log_file) {
   const int fd = ::open(log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   if (fd < 0) throw std::runtime_error(fmt::format("sweep: cannot write {}: {}", log_file, std::strerror(errno)));
@@ -147,6 +115,38 @@ void print_table(const std::vector<Job>& jobs, const std::vector<std::string>& k
 }
 
 }  // namespace
+
+/// Final and best val/loss, the last value of every other val/ metric, and the median tokens/s
+/// of the run's metrics.jsonl; "finished" when the last step's evaluation is there.
+void read_run_results(const std::string& run_dir, int64_t steps, json& rec) {
+  std::ifstream in(run_dir + "/metrics.jsonl");
+  std::vector<double> tps;
+  double best = 0, final_loss = 0;
+  bool any = false, finished = false;
+  json metrics = json::object();
+  for (std::string line; std::getline(in, line);) {
+    json row;
+    try {
+      row = json::parse(line);
+    } catch (const std::exception&) {
+      continue;
+    }
+    if (row.contains("perf/tokens_per_s")) tps.push_back(row["perf/tokens_per_s"].get<double>());
+    if (!row.contains("val/loss")) continue;
+    const double l = row["val/loss"].get<double>();
+    best = any ? std::min(best, l) : l, final_loss = l, any = true;
+    finished = row.value("step", int64_t{-1}) == steps;
+    for (const auto& [k, v] : row.items())
+      if (k.rfind("val/", 0) == 0 && k != "val/loss" && k != "val/perplexity") metrics[k.substr(4)] = v;
+  }
+  if (any) rec["final_val_loss"] = final_loss, rec["best_val_loss"] = best;
+  rec["metrics"] = metrics;
+  if (!tps.empty()) {
+    std::nth_element(tps.begin(), tps.begin() + static_cast<std::ptrdiff_t>(tps.size() / 2), tps.end());
+    rec["tokens_per_s"] = tps[tps.size() / 2];
+  }
+  rec["finished"] = finished;
+}
 
 int run_sweep(const SweepOptions& o) {
   int64_t yaml_seeds = 1;
@@ -240,7 +240,7 @@ int run_sweep(const SweepOptions& o) {
     const int code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
     j.record["wall_s"] = std::chrono::duration<double>(clock::now() - j.started).count();
     j.record["exit_code"] = code;
-    read_results(j.run_dir, j.steps, j.record);
+    read_run_results(j.run_dir, j.steps, j.record);
     const bool finished = code == 0 && j.record["finished"].get<bool>();
     j.record["status"] = finished ? "finished" : code == 0 ? "interrupted" : "failed";
     if (!finished && code != 0) j.record["error"] = error_line(j.log_file);

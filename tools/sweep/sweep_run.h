@@ -10,6 +10,8 @@
 // Re-running the command skips runs that finished, resumes those with checkpoints, and starts
 // the rest; a run that fails is recorded with its error and the others go on.
 #pragma once
+#include <nlohmann/json.hpp>
+
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -25,6 +27,11 @@ struct SweepOptions {
   std::string binary = "/proc/self/exe";  ///< the attnlab that trains each run
   bool quiet = false;                  ///< no per-run progress lines (tests)
 };
+
+/// Final and best val/loss, the last value of every other val/ metric and the median tokens/s
+/// of `run_dir`/metrics.jsonl into `rec` (a sweep.jsonl line); "finished" when the evaluation
+/// of step `steps` is there. `attnlab report` reads run folders outside a sweep with it too.
+void read_run_results(const std::string& run_dir, int64_t steps, nlohmann::json& rec);
 
 /// Runs the sweep; 0 when every run finished, 1 when one failed (all were tried), throws
 /// ConfigError for a malformed sweep before anything runs.
