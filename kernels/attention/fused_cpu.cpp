@@ -32,7 +32,7 @@ void save_spec(torch::autograd::AutogradContext* ctx, const AttentionSpec& s) {
   auto& m = ctx->saved_data;
   m["scale"] = s.scale, m["sigmoid"] = s.transform == ScoreTransform::sigmoid, m["b"] = s.sigmoid_bias;
   m["q_pos"] = s.q_pos, m["k_pos"] = s.k_pos, m["q_doc"] = s.q_doc, m["k_doc"] = s.k_doc;
-  m["keep"] = s.keep, m["active"] = s.active_rows;
+  m["keep"] = s.keep, m["active"] = s.active_rows, m["until"] = s.key_until;
   m["window"] = s.window, m["sinks"] = s.sinks, m["keep_block"] = s.keep_block;
   m["br"] = s.query_tile, m["bc"] = s.key_tile;
 }
@@ -45,7 +45,7 @@ AttentionSpec load_spec(torch::autograd::AutogradContext* ctx) {
   s.sigmoid_bias = m["b"].toDouble();
   auto t = [&](const char* key) { return m[key].isTensor() ? m[key].toTensor() : at::Tensor(); };
   s.q_pos = t("q_pos"), s.k_pos = t("k_pos"), s.q_doc = t("q_doc"), s.k_doc = t("k_doc");
-  s.keep = t("keep"), s.active_rows = t("active");
+  s.keep = t("keep"), s.active_rows = t("active"), s.key_until = t("until");
   s.window = m["window"].toInt(), s.sinks = m["sinks"].toInt(), s.keep_block = m["keep_block"].toInt();
   s.query_tile = m["br"].toInt(), s.key_tile = m["bc"].toInt();
   return s;

@@ -46,7 +46,7 @@ void backward_tiles(const Tensors<T>& in, const TilePlan& plan, const T* o, cons
   auto tile_grads = [&](Scratch<T>& sc, int64_t bh, const RowTile& rt, int64_t j0, int64_t cols, const T*& qt,
                         const T*& dot_) {
     const int64_t b = bh / plan.H, g = (bh % plan.H) / plan.group(), kvb = b * plan.Hkv + g, rows = rt.n;
-    const TileKind kind = plan.classify(b, rt, j0, cols);
+    const TileKind kind = plan.classify(b, g, rt, j0, cols);
     if (kind == TileKind::skip) return false;
     if (kind == TileKind::partial && !plan.fill_mask(b, g, rt, j0, cols, sc.vis.data(), Bc)) return false;
     qt = gather_rows(in.q + bh * Tq * d, rt, d, sc.q.data());

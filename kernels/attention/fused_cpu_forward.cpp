@@ -31,7 +31,7 @@ void forward_tiles(const Tensors<T>& in, const TilePlan& plan, T* o, T* lse) {
       at::Tensor acc_t = view(acc.data(), rows, d, d);
       for (int64_t j0 = 0; j0 < plan.Tk; j0 += Bc) {
         const int64_t cols = std::min(Bc, plan.Tk - j0);
-        const TileKind kind = plan.classify(b, rt, j0, cols);
+        const TileKind kind = plan.classify(b, g, rt, j0, cols);
         if (kind == TileKind::skip) continue;
         if (kind == TileKind::partial && !plan.fill_mask(b, g, rt, j0, cols, vis.data(), Bc)) continue;
         const uint8_t* mask = kind == TileKind::partial ? vis.data() : nullptr;

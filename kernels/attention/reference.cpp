@@ -32,10 +32,13 @@ at::Tensor attention_visibility(const AttentionSpec& s, int64_t /*B*/, int64_t H
   if (s.q_doc.defined())
     vis = vis.logical_and(s.q_doc.to(device, at::kLong).unsqueeze(-1).eq(s.k_doc.to(device, at::kLong).unsqueeze(-2)));
   vis = vis.unsqueeze(1);  // [B or 1, 1, Tq, Tk]
-  if (s.keep.defined()) {
-    at::Tensor keep = s.keep.to(device, at::kBool).repeat_interleave(s.keep_block, -1).narrow(-1, 0, Tk);
-    vis = vis.logical_and(keep.repeat_interleave(H / Hkv, 1));  // [B, H, Tq or 1, Tk]
-  }
+  // The per-kv-head bounds, [B, Hkv, Tq or 1, Tk], then repeated over each kv head's queries.
+  at::Tensor per_kv;
+  auto with = [&](const at::Tensor& m) { per_kv = per_kv.defined() ? per_kv.logical_and(m) : m; };
+  if (s.keep.defined())
+    with(s.keep.to(device, at::kBool).repeat_interleave(s.keep_block, -1).narrow(-1, 0, Tk));
+  if (s.key_until.defined()) with(qp.unsqueeze(1).lt(s.key_until.to(device, at::kLong).unsqueeze(-2)));
+  if (per_kv.defined()) vis = vis.logical_and(per_kv.repeat_interleave(H / Hkv, 1));  // [B, H, Tq or 1, Tk]
   if (s.active_rows.defined()) vis = vis.logical_and(s.active_rows.to(device, at::kBool).unsqueeze(-1));
   return vis;
 }

@@ -17,6 +17,7 @@ enum class ScoreTransform { softmax, sigmoid };
 ///   and (window == 0 or q_pos[i] − k_pos[j] < window or k_pos[j] < sinks)
 ///   and q_doc[i] == k_doc[j]                                      (when documents are given)
 ///   and keep[b, g, i or 0, j / keep_block]                         (when keep is given)
+///   and q_pos[i] < key_until[b, g, j]                              (when key_until is given)
 ///   and active_rows[b, h, i]                                       (when given)
 /// The logit is z_ij = scale·q_i·k_j + key_bias[b, g, j] (the bias is not scaled). A query that
 /// sees no key gets output 0 (and, for softmax, log-sum-exp +∞).
@@ -35,6 +36,10 @@ struct AttentionSpec {
   /// extent 1) may see; undefined: all.
   at::Tensor keep;
   int64_t keep_block = 1;
+  /// int64 [B, Hkv, Tk]: the position from which key j is hidden again, so each key is seen by
+  /// the queries in [k_pos[j], key_until[j]): DMA's per-query top-w keys in O(T) instead of a
+  /// T × T mask (docs/mixers/dma.md, "The mask"). Undefined: no bound.
+  at::Tensor key_until;
   /// bool [B, H, Tq]: the (row, head) pairs to compute; the others output 0, cost nothing and
   /// pass no gradient. Undefined: all rows.
   at::Tensor active_rows;

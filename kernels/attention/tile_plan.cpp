@@ -63,6 +63,22 @@ TilePlan::TilePlan(const AttentionSpec& s, int64_t B_, int64_t H_, int64_t Hkv_,
     at::Tensor k = s.keep.to(at::kCPU, at::kByte).contiguous();
     keep_.assign(k.const_data_ptr<uint8_t>(), k.const_data_ptr<uint8_t>() + k.numel());
   }
+  if (s.key_until.defined()) {
+    ATTNLAB_CHECK_SHAPE(s.key_until, B, Hkv, Tk);
+    at::Tensor u = s.key_until.to(at::kCPU, at::kLong).contiguous();
+    key_until_.assign(u.const_data_ptr<int64_t>(), u.const_data_ptr<int64_t>() + u.numel());
+    // Per key tile, the earliest and latest end: a query tile at or past the latest sees none
+    // of its keys, one before the earliest is not cut by the bound.
+    const int64_t nt = key_tiles();
+    until_bounds_.resize(B * Hkv * nt);
+    for (int64_t bg = 0; bg < B * Hkv; ++bg)
+      for (int64_t t = 0; t < nt; ++t) {
+        UntilBounds ub{INT64_MAX, INT64_MIN};
+        for (int64_t j = t * Bc; j < std::min(Tk, (t + 1) * Bc); ++j)
+          ub.min = std::min(ub.min, key_until_[bg * Tk + j]), ub.max = std::max(ub.max, key_until_[bg * Tk + j]);
+        until_bounds_[bg * nt + t] = ub;
+      }
+  }
   // Query rows: all of them (one list per batch row), or the active ones of each (b, h).
   if ((per_head_ = s.active_rows.defined())) {
     ATTNLAB_CHECK_SHAPE(s.active_rows, B, H, Tq);
@@ -113,15 +129,21 @@ TilePlan::TilePlan(const AttentionSpec& s, int64_t B_, int64_t H_, int64_t Hkv_,
     }
 }
 
-TileKind TilePlan::classify(int64_t b, const RowTile& rt, int64_t j0, int64_t /*cols*/) const {
+TileKind TilePlan::classify(int64_t b, int64_t g, const RowTile& rt, int64_t j0, int64_t /*cols*/) const {
   const KeyBounds& k = key_bounds_[b * key_tiles() + j0 / Bc];
   if (k.pos_min > rt.pos_max) return TileKind::skip;                                     // all in the future
+  bool until_all = true;
+  if (!key_until_.empty()) {
+    const UntilBounds& u = until_bounds_[(b * Hkv + g) * key_tiles() + j0 / Bc];
+    if (u.max <= rt.pos_min) return TileKind::skip;  // every key hidden again before these rows
+    until_all = u.min > rt.pos_max;
+  }
   if (window_ > 0 && rt.pos_min - k.pos_max >= window_ && k.pos_min >= sinks_) return TileKind::skip;  // behind
   if (k.doc_max < rt.doc_min || k.doc_min > rt.doc_max) return TileKind::skip;           // other documents
   const bool causal_all = k.pos_max <= rt.pos_min;
   const bool window_all = window_ == 0 || rt.pos_max - k.pos_min < window_ || k.pos_max < sinks_;
   const bool one_doc = k.doc_min == k.doc_max && rt.doc_min == rt.doc_max && k.doc_min == rt.doc_min;
-  return causal_all && window_all && one_doc && keep_.empty() ? TileKind::full : TileKind::partial;
+  return causal_all && window_all && one_doc && until_all && keep_.empty() ? TileKind::full : TileKind::partial;
 }
 
 bool TilePlan::fill_mask(int64_t b, int64_t g, const RowTile& rt, int64_t j0, int64_t cols, uint8_t* vis,
@@ -132,6 +154,7 @@ bool TilePlan::fill_mask(int64_t b, int64_t g, const RowTile& rt, int64_t j0, in
   const int64_t* kd = k_doc_.data() + b * Tk + j0;
   const int64_t limit = window_ > 0 ? window_ : INT64_MAX, sinks = sinks_;
   const uint8_t* keep = keep_.empty() ? nullptr : keep_.data() + (b * Hkv + g) * keep_rows_ * keep_blocks_;
+  const int64_t* until = key_until_.empty() ? nullptr : key_until_.data() + (b * Hkv + g) * Tk + j0;
   const bool one_block = j0 / keep_block_ == (j0 + cols - 1) / keep_block_;
   bool any = false;
   for (int64_t a = 0; a < rt.n; ++a) {
@@ -148,6 +171,11 @@ bool TilePlan::fill_mask(int64_t b, int64_t g, const RowTile& rt, int64_t j0, in
       const uint8_t v = (kp[c] <= qp) & ((qp - kp[c] < limit) | (kp[c] < sinks)) & (kd[c] == qd);
       out[c] = v;
       row_any |= v;
+    }
+    if (until) {
+      row_any = 0;
+#pragma omp simd reduction(| : row_any)
+      for (int64_t c = 0; c < cols; ++c) row_any |= (out[c] &= static_cast<uint8_t>(qp < until[c]));
     }
     if (krow && !one_block) {
       row_any = 0;

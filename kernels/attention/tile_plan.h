@@ -37,8 +37,9 @@ class TilePlan {
   const std::vector<std::pair<int64_t, int64_t>>& work() const { return work_; }
   int64_t row_tiles(int64_t bh) const { return static_cast<int64_t>(tiles_[slot(bh)].size()); }
   const RowTile& row_tile(int64_t bh, int64_t t) const { return tiles_[slot(bh)][t]; }
-  /// Whether keys [j0, j0 + cols) of batch b can be seen by the rows of `rt`, all of them, or some.
-  TileKind classify(int64_t b, const RowTile& rt, int64_t j0, int64_t cols) const;
+  /// Whether keys [j0, j0 + cols) of batch b, kv head g can be seen by the rows of `rt`, all of
+  /// them, or some.
+  TileKind classify(int64_t b, int64_t g, const RowTile& rt, int64_t j0, int64_t cols) const;
   /// vis[a·ld + c] = query rt.rows[a] sees key j0 + c (kv head g); returns whether any does.
   bool fill_mask(int64_t b, int64_t g, const RowTile& rt, int64_t j0, int64_t cols, uint8_t* vis,
                  int64_t ld) const;
@@ -51,6 +52,9 @@ class TilePlan {
   std::vector<int64_t> q_pos_, k_pos_, q_doc_, k_doc_;  // [B, T] each
   std::vector<uint8_t> keep_;                           // [B, Hkv, 1 or Tq, blocks]
   int64_t keep_rows_ = 0, keep_blocks_ = 0;
+  std::vector<int64_t> key_until_;  // [B, Hkv, Tk]; empty: no bound
+  struct UntilBounds { int64_t min, max; };
+  std::vector<UntilBounds> until_bounds_;  // [B, Hkv, key tiles]
   std::vector<std::vector<int64_t>> rows_;  // per batch row (all rows) or per (b, h) (active rows)
   std::vector<std::vector<RowTile>> tiles_;
   struct KeyBounds { int64_t pos_min, pos_max, doc_min, doc_max; };

@@ -32,9 +32,7 @@ class DynamicMaskAttention : public AttentionMixer {
   torch::nn::Linear dt_proj{nullptr};  ///< W_Δ: Hkv·d -> Hkv
   at::Tensor A;                        ///< [Hkv], initialised to 0 (the bias starts constant)
 
-  /// The keep mask [B, Hkv, Tq, Tk] of `spec` for a per-key bias [B, Hkv, Tk]; undefined when
-  /// no query has more than keep_window causal keys.
-  at::Tensor keep_mask(const at::Tensor& bias, const kernels::AttentionSpec& spec, int64_t Tq) const;
+  int64_t keep_window() const { return keep_window_; }
 
  protected:
   at::Tensor key_bias(const at::Tensor& x, const at::Tensor& v) override;

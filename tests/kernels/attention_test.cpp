@@ -74,6 +74,10 @@ std::vector<std::pair<std::string, std::function<AttentionSpec(const Shape&, Att
          s.keep = at::rand({x.B, x.Hkv, x.Tq, (x.Tk + 15) / 16}) < 0.4;
          return s;
        }},
+      {"key until", [](const Shape& x, AttentionSpec s) {  // DMA-style: each key seen by an interval of queries
+         s.key_until = at::arange(x.Tk, at::kLong) + at::randint(0, x.Tk + 1, {x.B, x.Hkv, x.Tk}, at::kLong);
+         return s;
+       }},
       {"active rows", [](const Shape& x, AttentionSpec s) {  // MoH-style: routed (row, head) pairs
          s.active_rows = at::rand({x.B, x.H, x.Tq}) < 0.5;
          return s;

@@ -1,7 +1,8 @@
 // The identities that tie the softmax-family mixers to the baseline and to their definitions
 // (docs/mixers/{swa,sigmoid,dma,moh}.md): swa with a window past T, DMA with a keep window past
 // T and A = 0, and MoH with zero routers and every head active all equal softmax attention with
-// the same weights; DMA rows keep exactly min(w, i + 1) keys; MoH gates sum as defined and its
+// the same weights; DMA's key intervals keep each row's top-w keys (min(w, i + 1) of them; ties,
+// documents and shards) exactly as a row-by-row oracle picks them; MoH gates sum as defined and its
 // load-balance loss is k at perfect balance, reaches the router, and moves with its weight;
 // sigmoid's bias is −ln n.
 #include <ATen/ops/randn.h>
@@ -12,6 +13,7 @@
 #include "framework/config/run_config.h"
 #include "kernels/attention/reference.h"
 #include "layers/dma/dma.h"
+#include "layers/dma/top_keys.h"
 #include "layers/moh/moh.h"
 #include "layers/sigmoid/sigmoid_attention.h"
 #include "tests/common/test_util.h"
@@ -58,25 +60,62 @@ TEST(SoftmaxFamily, DmaWithEverythingKeptAndZeroAIsSoftmax) {
   EXPECT_GT(testing::rel_rms(run(*base, x), run(*dma, x)), 1e-4);
 }
 
-TEST(SoftmaxFamily, DmaRowsKeepMinOfWindowAndTheirCausalKeys) {
+/// DMA's rule written out row by row, the oracle: query i keeps the w keys of largest δ among
+/// those it sees, ties to the most recent (later position).
+at::Tensor top_w_per_row(const at::Tensor& bias, const kernels::AttentionSpec& spec, int64_t Tq, int64_t w) {
+  const int64_t B = bias.size(0), G = bias.size(1), Tk = bias.size(2);
+  const at::Tensor vis = kernels::attention_visibility(spec, B, 1, 1, Tq, Tk, bias.device()).expand({B, 1, Tq, Tk});
+  const at::Tensor kpos = spec.k_pos.defined() ? spec.k_pos : at::arange(Tk, at::kLong);
+  at::Tensor keep = at::zeros({B, G, Tq, Tk}, at::kBool);
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t g = 0; g < G; ++g)
+      for (int64_t i = 0; i < Tq; ++i) {
+        std::vector<int64_t> seen;
+        for (int64_t j = 0; j < Tk; ++j)
+          if (vis[b][0][i][j].item<bool>()) seen.push_back(j);
+        std::sort(seen.begin(), seen.end(), [&](int64_t x, int64_t y) {
+          const double bx = bias[b][g][x].item<double>(), by = bias[b][g][y].item<double>();
+          return bx != by ? bx > by : kpos[x].item<int64_t>() > kpos[y].item<int64_t>();
+        });
+        for (size_t r = 0; r < seen.size() && static_cast<int64_t>(r) < w; ++r) keep[b][g][i][seen[r]] = true;
+      }
+  return keep;
+}
+
+/// The keys each query sees with DMA's interval form of the mask.
+at::Tensor dma_visibility(const layers::DynamicMaskAttention& d, const at::Tensor& bias, kernels::AttentionSpec spec,
+                          int64_t Tq) {
+  spec.key_until = layers::top_keys_until(bias, spec, d.keep_window());
+  const int64_t G = bias.size(1);
+  return kernels::attention_visibility(spec, bias.size(0), G, G, Tq, bias.size(2), bias.device())
+      .expand({bias.size(0), G, Tq, bias.size(2)});
+}
+
+TEST(SoftmaxFamily, DmaKeyIntervalsKeepEachRowsTopWKeys) {
   auto dma = make("dma", "{keep_window: 5}");
-  auto& d = static_cast<layers::DynamicMaskAttention&>(*dma);
-  kernels::AttentionSpec spec;
-  at::Tensor bias = at::randn({2, 4, 13}, at::kDouble);
-  at::Tensor keep = d.keep_mask(bias, spec, 13);  // [B, Hkv, Tq, Tk]
-  ASSERT_TRUE(keep.defined());
-  for (int64_t i = 0; i < 13; ++i)
-    EXPECT_TRUE(keep.select(2, i).sum(-1).eq(std::min<int64_t>(5, i + 1)).all().item<bool>()) << "row " << i;
-  // The kept keys of a full row are its top-5 biases among keys <= i.
-  at::Tensor row = bias[0][0].narrow(0, 0, 13);
-  at::Tensor kept = row.masked_select(keep[0][0][12]);
-  EXPECT_NEAR(kept.min().item<double>(), std::get<0>(row.topk(5)).min().item<double>(), 0);
-  // Equal biases: ties go to the most recent keys.
-  at::Tensor flat = d.keep_mask(at::zeros({1, 4, 13}, at::kDouble), spec, 13);
-  EXPECT_TRUE(flat[0][0][12].narrow(0, 8, 5).all().item<bool>());
-  // No query with more than w keys: no mask at all.
-  auto wide = make("dma", "{keep_window: 13}");
-  EXPECT_FALSE(static_cast<layers::DynamicMaskAttention&>(*wide).keep_mask(bias, spec, 13).defined());
+  const auto& d = static_cast<const layers::DynamicMaskAttention&>(*dma);
+  at::manual_seed(11);
+  const int64_t T = 29;
+  kernels::AttentionSpec plain;
+  const at::Tensor bias = at::randn({2, 4, T}, at::kDouble);
+  at::Tensor vis = dma_visibility(d, bias, plain, T);
+  for (int64_t i = 0; i < T; ++i)
+    EXPECT_TRUE(vis.select(2, i).sum(-1).eq(std::min<int64_t>(5, i + 1)).all().item<bool>()) << "row " << i;
+  EXPECT_TRUE(vis.equal(top_w_per_row(bias, plain, T, 5)));
+  // Many ties (δ rounded to one of 3 values, all equal): the most recent keys win them.
+  for (const at::Tensor& b : {(bias * 1.5).round(), at::zeros_like(bias)})
+    EXPECT_TRUE(dma_visibility(d, b, plain, T).equal(top_w_per_row(b, plain, T, 5)));
+  // Packed documents: each document's rows pick among its own keys.
+  kernels::AttentionSpec docs;
+  docs.q_doc = docs.k_doc = (at::rand({2, T}) < 0.15).to(at::kLong).cumsum(1);
+  EXPECT_TRUE(dma_visibility(d, bias, docs, T).equal(top_w_per_row(bias, docs, T, 5)));
+  // A shard's queries (positions 19..28) over every key, as context parallelism calls it.
+  kernels::AttentionSpec shard;
+  shard.q_pos = at::arange(10, at::kLong) + 19;
+  EXPECT_TRUE(dma_visibility(d, bias, shard, 10).equal(top_w_per_row(bias, shard, 10, 5)));
+  // No query with more than w keys: no bound at all.
+  EXPECT_FALSE(layers::top_keys_until(bias, plain, 29).defined());
+  EXPECT_TRUE(layers::top_keys_until(bias, plain, 28).defined());
 }
 
 TEST(SoftmaxFamily, MohWithZeroRoutersAndEveryHeadActiveIsSoftmax) {
