@@ -100,7 +100,7 @@ TEST(Report, BenchRowsBecomeTokensPerSecondAndMemoryCharts) {
   std::string rows;
   for (const char* impl : {"fused", "softmax (SDPA)"})
     for (int T : {256, 512, 1024})
-      rows += fmt::format(R"({{"mixer":"gla","impl":"{}","seq":{},"tokens":{},"fwd_ms":1,"fwd_bwd_ms":{},"peak_rss_mb":{}}})",
+      rows += fmt::format(R"({{"mixer":"gla","impl":"{}","seq":{},"tokens":{},"fwd_ms":1,"fwd_bwd_ms":{},"peak_mb":{}}})",
                           impl, T, T, T / 256.0, 100 + T / 10) + "\n";
   write(root + "/bench.jsonl", rows);
   const ReportInput in = load_report_input({}, {root + "/bench.jsonl"});

@@ -10,6 +10,7 @@
 #include "framework/model/mixer.h"
 #include "tools/common/bench_rows.h"
 #include "tools/common/median_time.h"
+#include "tools/common/memory_meter.h"
 
 namespace attnlab::cli {
 
@@ -32,12 +33,13 @@ int run_layer_bench(const LayerBenchArgs& a) {
     for (int64_t T : a.seq) {
       const at::Tensor x = at::randn({a.batch, T, a.dim}).requires_grad_();
       const MixerContext ctx = kernel_context("auto", /*training=*/true);
+      const tools::MemoryWindow mem;
       fwd.push_back(tools::median_ms([&] { at::NoGradGuard g; m->forward(x, ctx); }, a.reps));
       both.push_back(tools::median_ms([&] {
         const at::Tensor y = m->forward(x, ctx);
         torch::autograd::grad({y.sum()}, {x});
       }, a.reps));
-      tools::add_bench_row(a.mixer, row.label, T, a.batch * T, fwd.back(), both.back());
+      tools::add_bench_row(a.mixer, row.label, T, a.batch * T, fwd.back(), both.back(), mem.extra_mb());
     }
     std::string line = fmt::format("{:<40}", row.label);
     for (size_t i = 0; i < a.seq.size(); ++i) {

@@ -20,6 +20,7 @@
 #include "tools/attnlab/commands.h"
 #include "tools/common/bench_rows.h"
 #include "tools/common/median_time.h"
+#include "tools/common/memory_meter.h"
 
 namespace attnlab::cli {
 namespace {
@@ -40,13 +41,14 @@ void write_rows(const std::string& path) {
   std::string text;
   for (const tools::BenchRow& r : tools::bench_rows())
     text += nlohmann::json{{"mixer", r.mixer}, {"impl", r.impl}, {"seq", r.seq}, {"tokens", r.tokens},
-                           {"fwd_ms", r.fwd_ms}, {"fwd_bwd_ms", r.fwd_bwd_ms}, {"peak_rss_mb", r.peak_rss_mb}}
+                           {"fwd_ms", r.fwd_ms}, {"fwd_bwd_ms", r.fwd_bwd_ms}, {"peak_mb", r.peak_mb}}
                 .dump() + "\n";
   write_file_atomic(path, text);
   fmt::print("wrote {} rows to {} (attnlab report --bench {})\n", tools::bench_rows().size(), path, path);
 }
 
 int run_bench(const BenchArgs& a) {
+  tools::install_cpu_memory_meter();  // before the inputs, so every row's window sees them live
   // Gate mode and value width per mixer: GLA per-channel gate, Lightning one decay per head,
   // Hedgehog no gate and a ones column for the normaliser.
   if (is_layer_bench(a.mixer)) return run_layer_bench({a.mixer, a.options, a.seq, a.batch, a.dim, a.reps});
@@ -76,17 +78,19 @@ int run_bench(const BenchArgs& a) {
       if (name == "reference" && T > 2048) continue;  // O(T² dk) memory
       kernels::LinearAttentionOptions lo;
       lo.scale = scale, lo.kernel = name, lo.chunk_size = a.chunk, lo.sub_chunk = a.sub_chunk;
+      const tools::MemoryWindow mem;
       const double f = median_ms([&] { at::NoGradGuard ng; kernels::linear_attention(q, k, v, g, {}, lo); }, a.reps);
       const double fb = median_ms([&] { kernels::linear_attention(qg, kg, vg, gg, {}, lo).out.sum().backward(); }, a.reps);
       rows.push_back({name, {f, fb}});
       fb_times[name].push_back(fb);
-      tools::add_bench_row(a.mixer, name, T, B * T, f, fb);
+      tools::add_bench_row(a.mixer, name, T, B * T, f, fb, mem.extra_mb());
     }
     at::Tensor vs = v.narrow(3, 0, d).contiguous(), vsg = leaf(vs);
+    const tools::MemoryWindow sdpa_mem;
     const double sf = median_ms([&] { at::NoGradGuard ng; at::scaled_dot_product_attention(q, k, vs, {}, 0.0, true, scale); }, a.reps);
     const double sb = median_ms([&] { at::scaled_dot_product_attention(qg, kg, vsg, {}, 0.0, true, scale).sum().backward(); }, a.reps);
     rows.push_back({"softmax (SDPA)", {sf, sb}});
-    tools::add_bench_row(a.mixer, "softmax (SDPA)", T, B * T, sf, sb);
+    tools::add_bench_row(a.mixer, "softmax (SDPA)", T, B * T, sf, sb, sdpa_mem.extra_mb());
     fb_times["softmax (SDPA)"].push_back(sb);
     const double base = rows.front().second.second;
     for (const auto& [name, t] : rows)

@@ -179,8 +179,9 @@ std::string config_html(const RunData& r) {
                      escape_xml(r.config_yaml));
 }
 
-// Per mixer of a bench file: fwd+bwd tokens/s and the peak-memory mark against T, one line per
-// implementation.
+// Per mixer of a bench file: fwd+bwd tokens/s and each implementation's peak tensor memory against
+// T, one line per implementation. Files written before the per-implementation meter carry the
+// process's peak RSS instead (peak_rss_mb), which is read when peak_mb is absent.
 std::string bench_html(const BenchData& b) {
   std::map<std::string, std::map<std::string, Series>> tps, rss;  // mixer -> impl -> series
   std::vector<std::string> mixers;
@@ -191,13 +192,13 @@ std::string bench_html(const BenchData& b) {
     Series& a = tps[m][impl];
     a.name = impl, a.x.push_back(T), a.y.push_back(ms > 0 ? tokens / ms * 1e3 : NAN);
     Series& c = rss[m][impl];
-    c.name = impl, c.x.push_back(T), c.y.push_back(r.value("peak_rss_mb", NAN));
+    c.name = impl, c.x.push_back(T), c.y.push_back(r.value("peak_mb", r.value("peak_rss_mb", NAN)));
   }
   std::string h = fmt::format("<section class=\"bench\"><h2>bench {}</h2><div class=\"charts\">", escape_xml(b.path));
   for (const auto& m : mixers) {
     LineChart t, mem;
     t.title = fmt::format("{}: tokens/s, forward+backward", m), t.x_label = "sequence length T", t.y_label = "tokens/s";
-    mem.title = fmt::format("{}: peak resident memory so far", m), mem.x_label = "sequence length T", mem.y_label = "MB";
+    mem.title = fmt::format("{}: peak tensor memory above inputs, forward+backward", m), mem.x_label = "sequence length T", mem.y_label = "MB";
     t.log_x = mem.log_x = true, t.markers = mem.markers = true, t.y_min = 0, mem.y_min = 0;
     for (auto& [impl, s] : tps[m]) t.series.push_back(s);
     for (auto& [impl, s] : rss[m]) mem.series.push_back(s);
