@@ -160,5 +160,30 @@ TEST(Sweep, ASweepRecordsFailuresSkipsFinishedRunsAndResumesInterruptedOnes) {
   EXPECT_NE(testing::read_file(dir + "/logs/dim-16.log").find("resum"), std::string::npos);
 }
 
+TEST(Sweep, APointThatAsksForProcessesTrainsThroughLaunch) {
+  // parallel.dp 2 cannot train in one process: the sweep starts it as `attnlab launch
+  // --nproc-per-node 2 -- train ...` (every rank's output in its log) and the 1-process point
+  // next to it stays a plain `attnlab train`.
+  testing::TinyRun r;
+  sweep::SweepOptions o;
+  o.recipe = r.recipe;
+  o.binary = ATTNLAB_BINARY;
+  o.quiet = true;
+  o.overrides = {"train.steps=2", "eval.every=2", "eval.batches=1", "log.every=1", "parallel.timeout_s=60"};
+  o.grid = {"parallel.dp=1,2"};
+  ASSERT_EQ(sweep::run_sweep(o), 0);
+  const std::string dir = r.run();
+  auto rec = records(dir + "/sweep.jsonl");
+  ASSERT_EQ(rec["dp-2"]["status"], "finished") << rec["dp-2"];
+  EXPECT_EQ(rec["dp-2"]["processes"], 2);
+  EXPECT_EQ(rec["dp-1"]["processes"], 1);
+  // Rank 0 names the world it trained in (the other ranks are quiet unless they fail).
+  EXPECT_NE(testing::read_file(dir + "/logs/dp-2.log").find("data parallel: 2 ranks"), std::string::npos);
+  EXPECT_EQ(testing::read_file(dir + "/logs/dp-1.log").find("data parallel"), std::string::npos);
+  // Only a data-parallel run logs its slowest rank and all-reduce share.
+  EXPECT_NE(testing::read_file(dir + "/dp-2/metrics.jsonl").find("perf/allreduce_fraction"), std::string::npos);
+  EXPECT_EQ(testing::read_file(dir + "/dp-1/metrics.jsonl").find("perf/allreduce_fraction"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace attnlab

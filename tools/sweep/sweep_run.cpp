@@ -45,6 +45,7 @@ struct Job {
   SweepRun run;
   std::string config_file, log_file, run_dir;
   int64_t steps = 0;
+  int64_t processes = 1;  ///< parallel.dp x parallel.cp: more than one goes through `attnlab launch`
   json record;  ///< the sweep.jsonl line
   pid_t pid = -1;
   clock::time_point started;
@@ -188,7 +189,10 @@ int run_sweep(const SweepOptions& o) {
       sets.insert(sets.end(), r.overrides.begin(), r.overrides.end());
       RunConfig cfg = config_without_sweep(o.recipe, sets);
       cfg.run.dir = dir, cfg.run.name = r.name;
-      if (cfg.train.threads == 0 || cfg.train.threads > threads) cfg.train.threads = threads;  // its share
+      // dp = 0 means "every process of the job": alone, one process.
+      j.processes = std::max<int64_t>(cfg.parallel.dp, 1) * cfg.parallel.cp;
+      const int64_t share = std::max<int64_t>(1, threads / j.processes);  // the run's share, split over its ranks
+      if (cfg.train.threads == 0 || cfg.train.threads > share) cfg.train.threads = share;
       cfg.validate();
       LanguageModel m = build_model(cfg, c10::kCPU);  // for the counts only
       j.record["parameters"] = m->num_parameters();
@@ -218,12 +222,17 @@ int run_sweep(const SweepOptions& o) {
       Job& j = jobs[next++];
       if (j.record.contains("status")) continue;  // finished before, or failed to configure
       std::vector<std::string> args = {"train", j.config_file};
+      if (j.processes > 1)  // the launcher picks a free port and ends every rank if one fails
+        args.insert(args.begin(), {"launch", "--nproc-per-node", std::to_string(j.processes), "--"});
       const bool resume = fs::exists(j.run_dir) && has_checkpoints(j.run_dir);
       if (resume) args.push_back("--resume");
-      if (!o.quiet) say(fmt::format("sweep: {} {}\n", resume ? "resuming" : "starting", j.run.name));
+      if (!o.quiet)
+        say(fmt::format("sweep: {} {}{}\n", resume ? "resuming" : "starting", j.run.name,
+                        j.processes > 1 ? fmt::format(" ({} processes)", j.processes) : ""));
       j.started = clock::now();
       j.pid = start_child(o.binary, args, j.log_file);
       j.record["resumed"] = resume;
+      j.record["processes"] = j.processes;
       active.push_back(&j);
     }
     if (active.empty()) break;

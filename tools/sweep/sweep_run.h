@@ -1,6 +1,7 @@
 // `attnlab sweep` (docs/ablations.md, "Sweeps"): every run of a sweep trained by its own
-// `attnlab train` process (J at a time, each with its share of the cores), resumable, and one
-// line per run in <sweep>/sweep.jsonl.
+// `attnlab train` process (J at a time, each with its share of the cores; a point whose
+// parallel.dp x parallel.cp asks for more than one process goes through `attnlab launch` with
+// that many ranks, which split the share), resumable, and one line per run in <sweep>/sweep.jsonl.
 //   <run.dir>/<run.name>/             the sweep folder (the recipe's own run folder)
 //     configs/<run>.yaml              the resolved config each run trains
 //     logs/<run>.log                  its output
