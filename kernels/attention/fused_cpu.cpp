@@ -7,12 +7,18 @@
 #include <torch/csrc/autograd/custom_function.h>
 
 #include "kernels/attention/fused_cpu_tiles.h"
+#include "kernels/attention/fused_cuda.h"
 #include "kernels/common/check.h"
 
 namespace attnlab::kernels {
 namespace {
 
-at::ScalarType compute_dtype(const at::Tensor& q) { return q.scalar_type() == at::kDouble ? at::kDouble : at::kFloat; }
+/// CPU tiles run in fp32 (fp64 for fp64 inputs); CUDA reads fp32, bf16 or fp16 as they are
+/// (fp64 is computed in fp32) and accumulates in fp32.
+at::ScalarType compute_dtype(const at::Tensor& q) {
+  if (q.is_cuda()) return q.scalar_type() == at::kDouble ? at::kFloat : q.scalar_type();
+  return q.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+}
 
 template <class T>
 detail::Tensors<T> tensors_of(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& bias,
@@ -58,14 +64,22 @@ class FusedAttention : public torch::autograd::Function<FusedAttention> {
                             const at::Tensor& v_in, const at::Tensor& bias_in, const AttentionSpec& spec) {
     const auto dt = compute_dtype(q_in);
     at::Tensor q = q_in.to(dt).contiguous(), k = k_in.to(dt).contiguous(), v = v_in.to(dt).contiguous();
-    at::Tensor bias = bias_in.to(dt).contiguous();
-    const detail::TilePlan plan = plan_of(q, k, spec);
-    at::Tensor o = at::zeros_like(q);
-    at::Tensor lse = at::full({q.size(0), q.size(1), q.size(2)}, std::numeric_limits<double>::infinity(), q.options());
-    AT_DISPATCH_FLOATING_TYPES(q.scalar_type(), "attention_fused", [&] {
-      detail::forward_tiles<scalar_t>(tensors_of<scalar_t>(q, k, v, bias, spec), plan, o.mutable_data_ptr<scalar_t>(),
-                                      lse.mutable_data_ptr<scalar_t>());
-    });
+    at::Tensor bias = bias_in.to(q.is_cuda() ? at::kFloat : dt).contiguous();
+    at::Tensor o, lse;
+    if (q.is_cuda()) {
+#ifdef ATTNLAB_WITH_CUDA
+      auto r = attention_cuda_forward(q, k, v, bias, spec);
+      o = r.out, lse = r.lse;
+#endif
+    } else {
+      const detail::TilePlan plan = plan_of(q, k, spec);
+      o = at::zeros_like(q);
+      lse = at::full({q.size(0), q.size(1), q.size(2)}, std::numeric_limits<double>::infinity(), q.options());
+      AT_DISPATCH_FLOATING_TYPES(q.scalar_type(), "attention_fused", [&] {
+        detail::forward_tiles<scalar_t>(tensors_of<scalar_t>(q, k, v, bias, spec), plan,
+                                        o.mutable_data_ptr<scalar_t>(), lse.mutable_data_ptr<scalar_t>());
+      });
+    }
     ctx->save_for_backward({q, k, v, bias, o, lse});
     save_spec(ctx, spec);
     ctx->saved_data["dtype"] = static_cast<int64_t>(q_in.scalar_type());
@@ -80,6 +94,14 @@ class FusedAttention : public torch::autograd::Function<FusedAttention> {
     const AttentionSpec spec = load_spec(ctx);
     const auto in_dtype = static_cast<at::ScalarType>(ctx->saved_data["dtype"].toInt());
     at::Tensor dout = grads[0].to(q.scalar_type()).contiguous();
+    const auto bias_dtype = static_cast<at::ScalarType>(ctx->saved_data["bias_dtype"].toInt());
+    if (q.is_cuda()) {
+#ifdef ATTNLAB_WITH_CUDA
+      const AttentionCudaGrads g = attention_cuda_backward(q, k, v, bias, o, lse, dout, spec);
+      return {g.dq.to(in_dtype), g.dk.to(in_dtype), g.dv.to(in_dtype),
+              g.dbias.defined() ? g.dbias.to(bias_dtype) : at::Tensor(), at::Tensor()};
+#endif
+    }
     at::Tensor dq = at::zeros_like(q), dk = at::zeros_like(k), dv = at::zeros_like(v), dbias = at::zeros_like(bias);
     const detail::TilePlan plan = plan_of(q, k, spec);
     AT_DISPATCH_FLOATING_TYPES(q.scalar_type(), "attention_fused_backward", [&] {
@@ -89,7 +111,6 @@ class FusedAttention : public torch::autograd::Function<FusedAttention> {
                                        dv.mutable_data_ptr<scalar_t>(),
                                        bias.numel() ? dbias.mutable_data_ptr<scalar_t>() : nullptr);
     });
-    const auto bias_dtype = static_cast<at::ScalarType>(ctx->saved_data["bias_dtype"].toInt());
     return {dq.to(in_dtype), dk.to(in_dtype), dv.to(in_dtype), bias.numel() ? dbias.to(bias_dtype) : at::Tensor(),
             at::Tensor()};
   }
@@ -101,13 +122,33 @@ at::Tensor attention_fused(const at::Tensor& q, const at::Tensor& k, const at::T
                            const AttentionSpec& spec) {
   ATTNLAB_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4, "fused attention: q, k, v must be 4-D, got ",
                 q.sizes(), k.sizes(), v.sizes());
-  ATTNLAB_CHECK(!q.is_cuda(), "fused attention: the tiled kernel runs on CPU only (CUDA: kernel auto uses SDPA)");
+  ATTNLAB_CHECK(!q.is_cuda() || attention_cuda_compiled(),
+                "fused attention: this build has no CUDA kernels (configure with ATTNLAB_CUDA=on)");
+  ATTNLAB_CHECK(k.device() == q.device() && v.device() == q.device() &&
+                    (!key_bias.defined() || key_bias.device() == q.device()),
+                "fused attention: q, k, v and key_bias must be on one device");
   const int64_t B = q.size(0), H = q.size(1), d = q.size(3), Hkv = k.size(1), Tk = k.size(2);
   ATTNLAB_CHECK_SHAPE(k, B, Hkv, Tk, d);
   ATTNLAB_CHECK_SHAPE(v, B, Hkv, Tk, d);
   ATTNLAB_CHECK(Hkv > 0 && H % Hkv == 0, "fused attention: query heads ", H, " not a multiple of kv heads ", Hkv);
   if (key_bias.defined()) ATTNLAB_CHECK_SHAPE(key_bias, B, Hkv, Tk);
   return FusedAttention::apply(q, k, v, key_bias.defined() ? key_bias : at::empty({0}, q.options()), spec);
+}
+
+bool attention_cuda_compiled() {
+#ifdef ATTNLAB_WITH_CUDA
+  return true;
+#else
+  return false;
+#endif
+}
+
+bool attention_cuda_validated() {
+#ifdef ATTNLAB_ATTENTION_CUDA_VALIDATED
+  return attention_cuda_compiled();
+#else
+  return false;
+#endif
 }
 
 at::Tensor causal_attention_fused(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, double scale) {

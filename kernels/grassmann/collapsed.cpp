@@ -1,8 +1,10 @@
 #include "kernels/grassmann/collapsed.h"
 
+#include <ATen/TensorOperators.h>
 #include <ATen/ops/clamp_min.h>
 #include <ATen/ops/linear.h>
 #include <ATen/ops/zeros.h>
+#include <ATen/ops/zeros_like.h>
 
 #include "kernels/grassmann/reference.h"
 

@@ -1,6 +1,7 @@
 #include "kernels/titans/dual.h"
 
 #include <ATen/ops/cat.h>
+#include <ATen/TensorOperators.h>
 #include <ATen/ops/clamp_min.h>
 #include <ATen/ops/cumsum.h>
 #include <ATen/ops/exp.h>

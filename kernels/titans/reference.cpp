@@ -1,5 +1,6 @@
 #include "kernels/titans/reference.h"
 
+#include <ATen/TensorOperators.h>
 #include <ATen/ops/clamp_min.h>
 #include <ATen/ops/erf.h>
 #include <ATen/ops/ones_like.h>

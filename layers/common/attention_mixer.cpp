@@ -11,6 +11,7 @@
 #include "framework/dist/communicator.h"
 #include "framework/dist/sequence_collectives.h"
 #include "kernels/attention/fused_cpu.h"
+#include "kernels/attention/fused_cuda.h"
 #include "layers/common/attention_cp.h"
 #include "kernels/attention/reference.h"
 #include "framework/model/token_positions.h"
@@ -37,9 +38,20 @@ at::Tensor run_attention(const AttendCall& c) {
   const std::string kernel = c.ctx ? c.ctx->kernel : "auto";
   if (kernel == "reference") return kernels::attention_reference(c.q, c.k, c.v, c.key_bias, c.spec);
   if (c.q.is_cuda()) {
-    TORCH_WARN_ONCE("attention: no validated CUDA kernel for the softmax-family mixers yet; kernel '", kernel,
-                    "' runs the plain-torch reference on CUDA (docs/kernels/attention.md)");
-    return kernels::attention_reference(c.q, c.k, c.v, c.key_bias, c.spec);
+    // The CUDA tiles run when asked for by name, or under `auto` once a GPU run validated them.
+    const bool cuda_ok = kernels::attention_cuda_compiled() && (kernel == "fused" || kernels::attention_cuda_validated());
+    if (!cuda_ok) {
+      TORCH_WARN_ONCE("attention: ",
+                      kernels::attention_cuda_compiled() ? "the CUDA attention kernel is not validated on a GPU yet"
+                                                         : "this build has no CUDA attention kernels",
+                      "; kernel '", kernel, "' runs the plain-torch reference on CUDA (kernel: fused forces the "
+                      "CUDA kernel; docs/kernels/attention.md)");
+      return kernels::attention_reference(c.q, c.k, c.v, c.key_bias, c.spec);
+    }
+    if (!kernels::attention_cuda_validated()) {
+      TORCH_WARN_ONCE("attention: kernel 'fused' runs the CUDA attention kernel, which has not been validated on a "
+                      "GPU yet (tools/gpu/check.sh; docs/kernels/attention.md)");
+    }
   }
   return kernels::attention_fused(c.q, c.k, c.v, c.key_bias, c.spec);
 }

@@ -40,8 +40,9 @@ struct AttendCall {
 };
 
 /// Runs `spec` with the chosen kernel: reference (plain torch), or anything else (auto, fused,
-/// and the linear family's chunked / recurrent in a hybrid) the tiled CPU kernel; on CUDA,
-/// until a GPU run validates a CUDA kernel, the reference, with a one-time warning.
+/// and the linear family's chunked / recurrent in a hybrid) the tiled kernel. On CUDA the tiled
+/// kernel runs under `fused`, and under `auto` only once a GPU run validated it; otherwise the
+/// reference, with a one-time warning.
 at::Tensor run_attention(const AttendCall& call);
 
 class AttentionMixer : public Mixer {

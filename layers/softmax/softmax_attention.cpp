@@ -12,6 +12,7 @@
 #include "framework/dist/sequence_collectives.h"
 #include "framework/model/documents.h"
 #include "kernels/attention/fused_cpu.h"
+#include "kernels/attention/fused_cuda.h"
 #include "kernels/attention/reference.h"
 #include "framework/model/token_positions.h"
 #include "layers/common/rotary.h"
@@ -106,9 +107,12 @@ at::Tensor SoftmaxAttention::causal(const at::Tensor& q, const at::Tensor& k, co
                                     const std::string& kernel) const {
   const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim_));
   if (kernel == "reference") return kernels::causal_attention_reference(q, k, v, scale);
-  if (kernel == "fused" && !q.is_cuda()) return kernels::causal_attention_fused(q, k, v, scale);
+  // On CUDA `fused` is asked for by name only: `auto` keeps SDPA's flash kernel there.
+  if (kernel == "fused" && (!q.is_cuda() || kernels::attention_cuda_compiled()))
+    return kernels::causal_attention_fused(q, k, v, scale);
   if (kernel == "fused") {
-    TORCH_WARN_ONCE("softmax: kernel 'fused' has no validated CUDA kernel yet; using SDPA (docs/kernels/attention.md)");
+    TORCH_WARN_ONCE("softmax: kernel 'fused': this build has no CUDA attention kernels; using SDPA "
+                    "(docs/kernels/attention.md)");
   }
   // enable_gqa only when needed: with it set, CPU SDPA leaves the flash kernel for the slower
   // math path (measured: docs/benchmarks.md).
