@@ -6,7 +6,8 @@
 #include <ATen/ops/zeros.h>
 #include <torch/csrc/autograd/custom_function.h>
 
-#include "kernels/attention/fused_cpu_tiles.h"
+#include "kernels/attention/cpu_isa.h"
+#include "kernels/attention/tile_entry.h"
 #include "kernels/attention/fused_cuda.h"
 #include "kernels/common/check.h"
 
@@ -26,6 +27,30 @@ detail::Tensors<T> tensors_of(const at::Tensor& q, const at::Tensor& k, const at
   return {q.const_data_ptr<T>(), k.const_data_ptr<T>(), v.const_data_ptr<T>(),
           bias.numel() ? bias.const_data_ptr<T>() : nullptr, q.size(3), static_cast<T>(s.scale),
           static_cast<T>(s.sigmoid_bias), s.transform == ScoreTransform::sigmoid};
+}
+
+/// The tiles of the instruction-set copy in use (cpu_isa.h).
+template <class T>
+void forward_tiles(const detail::Tensors<T>& in, const detail::TilePlan& plan, T* o, T* lse) {
+  switch (attention_cpu_isa()) {
+#if defined(ATTNLAB_ATTENTION_X86)
+    case CpuIsa::avx512: return detail::avx512::forward_tiles<T>(in, plan, o, lse);
+    case CpuIsa::avx2: return detail::avx2::forward_tiles<T>(in, plan, o, lse);
+#endif
+    default: return detail::baseline::forward_tiles<T>(in, plan, o, lse);
+  }
+}
+
+template <class T>
+void backward_tiles(const detail::Tensors<T>& in, const detail::TilePlan& plan, const T* o, const T* lse,
+                    const T* dout, T* dq, T* dk, T* dv, T* dbias) {
+  switch (attention_cpu_isa()) {
+#if defined(ATTNLAB_ATTENTION_X86)
+    case CpuIsa::avx512: return detail::avx512::backward_tiles<T>(in, plan, o, lse, dout, dq, dk, dv, dbias);
+    case CpuIsa::avx2: return detail::avx2::backward_tiles<T>(in, plan, o, lse, dout, dq, dk, dv, dbias);
+#endif
+    default: return detail::baseline::backward_tiles<T>(in, plan, o, lse, dout, dq, dk, dv, dbias);
+  }
 }
 
 detail::TilePlan plan_of(const at::Tensor& q, const at::Tensor& k, const AttentionSpec& s) {
@@ -76,7 +101,7 @@ class FusedAttention : public torch::autograd::Function<FusedAttention> {
       o = at::zeros_like(q);
       lse = at::full({q.size(0), q.size(1), q.size(2)}, std::numeric_limits<double>::infinity(), q.options());
       AT_DISPATCH_FLOATING_TYPES(q.scalar_type(), "attention_fused", [&] {
-        detail::forward_tiles<scalar_t>(tensors_of<scalar_t>(q, k, v, bias, spec), plan,
+        forward_tiles<scalar_t>(tensors_of<scalar_t>(q, k, v, bias, spec), plan,
                                         o.mutable_data_ptr<scalar_t>(), lse.mutable_data_ptr<scalar_t>());
       });
     }
@@ -105,7 +130,7 @@ class FusedAttention : public torch::autograd::Function<FusedAttention> {
     at::Tensor dq = at::zeros_like(q), dk = at::zeros_like(k), dv = at::zeros_like(v), dbias = at::zeros_like(bias);
     const detail::TilePlan plan = plan_of(q, k, spec);
     AT_DISPATCH_FLOATING_TYPES(q.scalar_type(), "attention_fused_backward", [&] {
-      detail::backward_tiles<scalar_t>(tensors_of<scalar_t>(q, k, v, bias, spec), plan, o.const_data_ptr<scalar_t>(),
+      backward_tiles<scalar_t>(tensors_of<scalar_t>(q, k, v, bias, spec), plan, o.const_data_ptr<scalar_t>(),
                                        lse.const_data_ptr<scalar_t>(), dout.const_data_ptr<scalar_t>(),
                                        dq.mutable_data_ptr<scalar_t>(), dk.mutable_data_ptr<scalar_t>(),
                                        dv.mutable_data_ptr<scalar_t>(),

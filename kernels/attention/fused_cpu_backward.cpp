@@ -9,7 +9,7 @@
 
 #include "kernels/attention/fused_cpu_tiles.h"
 
-namespace attnlab::kernels::detail {
+namespace attnlab::kernels::detail::ATTNLAB_ISA {
 namespace {
 
 template <class T>
@@ -24,8 +24,8 @@ template <class T>
 struct Scratch {
   Scratch(int64_t Br, int64_t Bc, int64_t d)
       : q(Br * d), dout(Br * d), p(Br * Bc), ds(Br * Bc), lse(Br), D(Br), vis(Br * Bc) {}
-  std::vector<T> q, dout, p, ds, lse, D;
-  std::vector<uint8_t> vis;
+  AlignedBuffer<T> q, dout, p, ds, lse, D;
+  AlignedBuffer<Visible> vis;
 };
 
 }  // namespace
@@ -34,7 +34,7 @@ template <class T>
 void backward_tiles(const Tensors<T>& in, const TilePlan& plan, const T* o, const T* lse, const T* dout, T* dq, T* dk,
                     T* dv, T* dbias) {
   const int64_t d = in.d, Br = plan.Br, Bc = plan.Bc, Tq = plan.Tq, Tk = plan.Tk;
-  std::vector<T> Drow;  // softmax: D_i = rowsum(dO_i ∘ O_i); sigmoid has no such term
+  AlignedBuffer<T> Drow;  // softmax: D_i = rowsum(dO_i ∘ O_i); sigmoid has no such term
   if (!in.sigmoid) {
     Drow.resize(plan.B * plan.H * Tq);
     at::parallel_for(0, plan.B * plan.H * Tq, 1024, [&](int64_t begin, int64_t end) {
@@ -48,7 +48,7 @@ void backward_tiles(const Tensors<T>& in, const TilePlan& plan, const T* o, cons
     const int64_t b = bh / plan.H, g = (bh % plan.H) / plan.group(), kvb = b * plan.Hkv + g, rows = rt.n;
     const TileKind kind = plan.classify(b, g, rt, j0, cols);
     if (kind == TileKind::skip) return false;
-    if (kind == TileKind::partial && !plan.fill_mask(b, g, rt, j0, cols, sc.vis.data(), Bc)) return false;
+    if (kind == TileKind::partial && !fill_mask(plan, b, g, rt, j0, cols, sc.vis.data(), Bc)) return false;
     qt = gather_rows(in.q + bh * Tq * d, rt, d, sc.q.data());
     dot_ = gather_rows(dout + bh * Tq * d, rt, d, sc.dout.data());
     for (int64_t a = 0; a < rows; ++a) {
@@ -79,7 +79,7 @@ void backward_tiles(const Tensors<T>& in, const TilePlan& plan, const T* o, cons
   const auto& work = plan.work();
   at::parallel_for(0, static_cast<int64_t>(work.size()), 1, [&](int64_t begin, int64_t end) {
     Scratch<T> sc(Br, Bc, d);
-    std::vector<T> dq_acc(Br * d);
+    AlignedBuffer<T> dq_acc(Br * d);
     for (int64_t w = begin; w < end; ++w) {
       const auto [bh, t] = work[w];
       const RowTile& rt = plan.row_tile(bh, t);
@@ -126,4 +126,4 @@ template void backward_tiles<float>(const Tensors<float>&, const TilePlan&, cons
 template void backward_tiles<double>(const Tensors<double>&, const TilePlan&, const double*, const double*,
                                      const double*, double*, double*, double*, double*);
 
-}  // namespace attnlab::kernels::detail
+}  // namespace attnlab::kernels::detail::ATTNLAB_ISA

@@ -7,7 +7,7 @@
 
 #include "kernels/attention/fused_cpu_tiles.h"
 
-namespace attnlab::kernels::detail {
+namespace attnlab::kernels::detail::ATTNLAB_ISA {
 
 /// O (rows outside the plan stay as given: zero) and, for softmax, L = m + log ℓ per row (+∞ for
 /// a row with no visible key, whose output is 0).
@@ -16,8 +16,8 @@ void forward_tiles(const Tensors<T>& in, const TilePlan& plan, T* o, T* lse) {
   const int64_t d = in.d, Br = plan.Br, Bc = plan.Bc;
   const auto& work = plan.work();
   at::parallel_for(0, static_cast<int64_t>(work.size()), 1, [&](int64_t begin, int64_t end) {
-    std::vector<T> qbuf(Br * d), s(Br * Bc), m(Br), l(Br), acc(Br * d);
-    std::vector<uint8_t> vis(Br * Bc);
+    AlignedBuffer<T> qbuf(Br * d), s(Br * Bc), m(Br), l(Br), acc(Br * d);
+    AlignedBuffer<Visible> vis(Br * Bc);
     for (int64_t w = begin; w < end; ++w) {
       const auto [bh, t] = work[w];
       const RowTile& rt = plan.row_tile(bh, t);
@@ -33,8 +33,8 @@ void forward_tiles(const Tensors<T>& in, const TilePlan& plan, T* o, T* lse) {
         const int64_t cols = std::min(Bc, plan.Tk - j0);
         const TileKind kind = plan.classify(b, g, rt, j0, cols);
         if (kind == TileKind::skip) continue;
-        if (kind == TileKind::partial && !plan.fill_mask(b, g, rt, j0, cols, vis.data(), Bc)) continue;
-        const uint8_t* mask = kind == TileKind::partial ? vis.data() : nullptr;
+        if (kind == TileKind::partial && !fill_mask(plan, b, g, rt, j0, cols, vis.data(), Bc)) continue;
+        const Visible* mask = kind == TileKind::partial ? vis.data() : nullptr;
         const T* bias = in.key_bias ? in.key_bias + kvb * plan.Tk + j0 : nullptr;
         at::Tensor s_t = view(s.data(), rows, cols, Bc);
         at::mm_out(s_t, view(qt, rows, d, d), view(kb + j0 * d, cols, d, d).t());  // Q_I K_Jᵀ
@@ -43,7 +43,7 @@ void forward_tiles(const Tensors<T>& in, const TilePlan& plan, T* o, T* lse) {
         } else {
           for (int64_t a = 0; a < rows; ++a) {  // online softmax over this tile's visible columns
             T* row = s.data() + a * Bc;
-            const uint8_t* v = mask ? mask + a * Bc : nullptr;
+            const Visible* v = mask ? mask + a * Bc : nullptr;
             logits(row, cols, in.scale, bias);
             const T tile_max = row_max(row, cols, v);
             if (tile_max == -std::numeric_limits<T>::infinity()) {  // nothing visible in this row yet
@@ -81,4 +81,4 @@ void forward_tiles(const Tensors<T>& in, const TilePlan& plan, T* o, T* lse) {
 template void forward_tiles<float>(const Tensors<float>&, const TilePlan&, float*, float*);
 template void forward_tiles<double>(const Tensors<double>&, const TilePlan&, double*, double*);
 
-}  // namespace attnlab::kernels::detail
+}  // namespace attnlab::kernels::detail::ATTNLAB_ISA

@@ -1,5 +1,6 @@
 // Shared pieces of the tiled CPU attention forward and backward (docs/kernels/attention.md):
-// raw pointers of one call, tile views for at::mm, row gathers and the score transforms.
+// tile views for at::mm, row gathers and the score transforms. Included only by the files
+// compiled once per instruction set, inside that copy's namespace ATTNLAB_ISA (tile_entry.h).
 // Internal to kernels/attention/.
 #pragma once
 #include <ATen/ops/from_blob.h>
@@ -9,21 +10,31 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <new>
+#include <vector>
 
 #include "kernels/attention/row_math.h"
+#include "kernels/attention/tile_entry.h"
 #include "kernels/attention/tile_plan.h"
 
-namespace attnlab::kernels::detail {
+namespace attnlab::kernels::detail::ATTNLAB_ISA {
 
-/// One call's contiguous tensors: q, o [B, H, Tq, d]; k, v [B, Hkv, Tk, d]; key_bias [B, Hkv, Tk]
-/// or null; lse [B, H, Tq] (softmax only).
+/// Scratch on 64-byte boundaries (a cache line, an AVX-512 vector). glibc's malloc aligns to 16
+/// bytes, so tile rows could straddle cache lines or not depending on where a run's buffers
+/// landed, and the vector loops ran at two speeds from one process to the next.
 template <class T>
-struct Tensors {
-  const T *q, *k, *v, *key_bias;
-  int64_t d;
-  T scale, sigmoid_bias;
-  bool sigmoid;
+struct CacheLineAllocator {
+  using value_type = T;
+  CacheLineAllocator() = default;
+  template <class U>
+  CacheLineAllocator(const CacheLineAllocator<U>&) {}
+  T* allocate(std::size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t(64))); }
+  void deallocate(T* p, std::size_t) { ::operator delete(p, std::align_val_t(64)); }
+  template <class U>
+  bool operator==(const CacheLineAllocator<U>&) const { return true; }
 };
+template <class T>
+using AlignedBuffer = std::vector<T, CacheLineAllocator<T>>;
 
 /// A row-major [rows, cols] view of raw memory with leading dimension `ld`, for tile GEMMs
 /// (at::mm inside at::parallel_for runs on the calling thread).
@@ -42,25 +53,57 @@ const T* gather_rows(const T* base, const RowTile& rt, int64_t d, T* buf) {
   return buf;
 }
 
+/// vis[a·ld + c] = query rt.rows[a] sees key j0 + c of (b, g) (the plan's element rule);
+/// returns whether any does. Branch-free per row, so the column loop vectorises: without
+/// documents both id arrays are 0 (always equal), without a window the limit never binds.
+inline bool fill_mask(const TilePlan& plan, int64_t b, int64_t g, const RowTile& rt, int64_t j0, int64_t cols,
+                      Visible* vis, int64_t ld) {
+  const MaskInputs m = plan.mask_inputs(b, g, j0);
+  const int64_t *kp = m.k_pos, *kd = m.k_doc, limit = m.limit, sinks = m.sinks;
+  const bool one_block = j0 / m.keep_block == (j0 + cols - 1) / m.keep_block;
+  bool any = false;
+  for (int64_t a = 0; a < rt.n; ++a) {
+    const int64_t i = rt.rows[a], qp = m.q_pos[i], qd = m.q_doc[i];
+    Visible* out = vis + a * ld;
+    const uint8_t* krow = m.keep ? m.keep + (m.keep_rows == 1 ? 0 : i) * m.keep_blocks : nullptr;
+    if (krow && one_block && !krow[j0 / m.keep_block]) {  // the whole row of the tile is one unkept block
+      std::fill(out, out + cols, Visible(0));
+      continue;
+    }
+    Visible row_any = 0;
+#pragma omp simd reduction(| : row_any)
+    for (int64_t c = 0; c < cols; ++c) {
+      const Visible v = (kp[c] <= qp) & ((qp - kp[c] < limit) | (kp[c] < sinks)) & (kd[c] == qd);
+      out[c] = v;
+      row_any |= v;
+    }
+    if (m.until) {
+      row_any = 0;
+#pragma omp simd reduction(| : row_any)
+      for (int64_t c = 0; c < cols; ++c) row_any |= (out[c] &= static_cast<Visible>(qp < m.until[c]));
+    }
+    if (krow && !one_block) {
+      row_any = 0;
+      for (int64_t c = 0; c < cols; ++c) row_any |= (out[c] &= static_cast<Visible>(krow[(j0 + c) / m.keep_block]));
+    }
+    any = any || row_any;
+  }
+  return any;
+}
+
 /// Turns a tile of raw products s = q·k (rows × cols, leading dim ld) into logits
 /// z = scale·s + key_bias and then into weights: σ(z + b) (sigmoid) or e^{z − L_a} (softmax, from
 /// the stored log-sum-exp). Hidden entries become exactly 0. `vis` is null for a fully visible tile.
 template <class T>
-void weights(const Tensors<T>& in, T* s, int64_t rows, int64_t cols, int64_t ld, const T* bias, const uint8_t* vis,
+void weights(const Tensors<T>& in, T* s, int64_t rows, int64_t cols, int64_t ld, const T* bias, const Visible* vis,
              const T* lse) {
   for (int64_t a = 0; a < rows; ++a) {
     T* row = s + a * ld;
-    const uint8_t* v = vis ? vis + a * ld : nullptr;
+    const Visible* v = vis ? vis + a * ld : nullptr;
     logits(row, cols, in.scale, bias);
     if (in.sigmoid) sigmoid_row(row, cols, in.sigmoid_bias, v);
     else exp_row(row, cols, lse[a], v);
   }
 }
 
-template <class T>
-void forward_tiles(const Tensors<T>& in, const TilePlan& plan, T* o, T* lse);
-template <class T>
-void backward_tiles(const Tensors<T>& in, const TilePlan& plan, const T* o, const T* lse, const T* dout, T* dq, T* dk,
-                    T* dv, T* dbias);
-
-}  // namespace attnlab::kernels::detail
+}  // namespace attnlab::kernels::detail::ATTNLAB_ISA

@@ -3,14 +3,20 @@
 // reduction and a degree-6 polynomial: relative error about 2e-7, fine for fp32 accumulation;
 // fp64 keeps std::exp so the fp64 tests see the exact function), and `omp simd` reductions
 // (the files that include this are compiled with -fopenmp-simd; no OpenMP runtime is used).
+// Each instruction-set copy of the tiles gets its own, inside namespace ATTNLAB_ISA (tile_entry.h).
 #pragma once
+#ifndef ATTNLAB_ISA
+#error "row_math.h is compiled per instruction set: the build defines ATTNLAB_ISA (kernels/CMakeLists.txt)"
+#endif
 #include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstdint>
 #include <limits>
 
-namespace attnlab::kernels::detail {
+#include "kernels/attention/tile_plan.h"
+
+namespace attnlab::kernels::detail::ATTNLAB_ISA {
 
 /// e^x; exactly 0 for x ≤ −88 (so −∞ gives 0), saturating at x = 88.
 inline float exp_fast(float x) {
@@ -44,7 +50,7 @@ void logits(T* row, int64_t n, T scale, const T* bias) {
 
 /// The largest visible entry of a row (vis null: all visible); −∞ when none is.
 template <class T>
-T row_max(const T* row, int64_t n, const uint8_t* vis) {
+T row_max(const T* row, int64_t n, const Visible* vis) {
   T m = -std::numeric_limits<T>::infinity();
   if (vis) {
 #pragma omp simd reduction(max : m)
@@ -58,7 +64,7 @@ T row_max(const T* row, int64_t n, const uint8_t* vis) {
 
 /// row[c] ← e^{row[c] − shift} (0 where hidden); returns the row sum.
 template <class T>
-T exp_row(T* row, int64_t n, T shift, const uint8_t* vis) {
+T exp_row(T* row, int64_t n, T shift, const Visible* vis) {
   T sum = 0;
   if (vis) {
 #pragma omp simd reduction(+ : sum)
@@ -79,7 +85,7 @@ T exp_row(T* row, int64_t n, T shift, const uint8_t* vis) {
 
 /// row[c] ← σ(row[c] + b) (0 where hidden).
 template <class T>
-void sigmoid_row(T* row, int64_t n, T b, const uint8_t* vis) {
+void sigmoid_row(T* row, int64_t n, T b, const Visible* vis) {
   if (vis) {
 #pragma omp simd
     for (int64_t c = 0; c < n; ++c) row[c] = vis[c] ? sigmoid_fast(row[c] + b) : T(0);
@@ -89,4 +95,4 @@ void sigmoid_row(T* row, int64_t n, T b, const uint8_t* vis) {
   }
 }
 
-}  // namespace attnlab::kernels::detail
+}  // namespace attnlab::kernels::detail::ATTNLAB_ISA

@@ -146,44 +146,15 @@ TileKind TilePlan::classify(int64_t b, int64_t g, const RowTile& rt, int64_t j0,
   return causal_all && window_all && one_doc && until_all && keep_.empty() ? TileKind::full : TileKind::partial;
 }
 
-bool TilePlan::fill_mask(int64_t b, int64_t g, const RowTile& rt, int64_t j0, int64_t cols, uint8_t* vis,
-                         int64_t ld) const {
-  // Branch-free per row, so the column loop vectorises: without documents both id arrays are
-  // 0 (always equal), without a window the limit never binds.
-  const int64_t* kp = k_pos_.data() + b * Tk + j0;
-  const int64_t* kd = k_doc_.data() + b * Tk + j0;
-  const int64_t limit = window_ > 0 ? window_ : INT64_MAX, sinks = sinks_;
-  const uint8_t* keep = keep_.empty() ? nullptr : keep_.data() + (b * Hkv + g) * keep_rows_ * keep_blocks_;
-  const int64_t* until = key_until_.empty() ? nullptr : key_until_.data() + (b * Hkv + g) * Tk + j0;
-  const bool one_block = j0 / keep_block_ == (j0 + cols - 1) / keep_block_;
-  bool any = false;
-  for (int64_t a = 0; a < rt.n; ++a) {
-    const int64_t i = rt.rows[a], qp = q_pos_[b * Tq + i], qd = q_doc_[b * Tq + i];
-    uint8_t* out = vis + a * ld;
-    const uint8_t* krow = keep ? keep + (keep_rows_ == 1 ? 0 : i) * keep_blocks_ : nullptr;
-    if (krow && one_block && !krow[j0 / keep_block_]) {  // the whole row of the tile is one unkept block
-      std::fill(out, out + cols, uint8_t(0));
-      continue;
-    }
-    uint8_t row_any = 0;
-#pragma omp simd reduction(| : row_any)
-    for (int64_t c = 0; c < cols; ++c) {
-      const uint8_t v = (kp[c] <= qp) & ((qp - kp[c] < limit) | (kp[c] < sinks)) & (kd[c] == qd);
-      out[c] = v;
-      row_any |= v;
-    }
-    if (until) {
-      row_any = 0;
-#pragma omp simd reduction(| : row_any)
-      for (int64_t c = 0; c < cols; ++c) row_any |= (out[c] &= static_cast<uint8_t>(qp < until[c]));
-    }
-    if (krow && !one_block) {
-      row_any = 0;
-      for (int64_t c = 0; c < cols; ++c) row_any |= (out[c] &= krow[(j0 + c) / keep_block_]);
-    }
-    any = any || row_any;
-  }
-  return any;
+MaskInputs TilePlan::mask_inputs(int64_t b, int64_t g, int64_t j0) const {
+  MaskInputs m;
+  m.k_pos = k_pos_.data() + b * Tk + j0, m.k_doc = k_doc_.data() + b * Tk + j0;
+  m.q_pos = q_pos_.data() + b * Tq, m.q_doc = q_doc_.data() + b * Tq;
+  m.until = key_until_.empty() ? nullptr : key_until_.data() + (b * Hkv + g) * Tk + j0;
+  m.keep = keep_.empty() ? nullptr : keep_.data() + (b * Hkv + g) * keep_rows_ * keep_blocks_;
+  m.limit = window_ > 0 ? window_ : INT64_MAX, m.sinks = sinks_;
+  m.keep_rows = keep_rows_, m.keep_blocks = keep_blocks_, m.keep_block = keep_block_;
+  return m;
 }
 
 }  // namespace attnlab::kernels::detail

@@ -13,6 +13,20 @@ namespace attnlab::kernels::detail {
 
 enum class TileKind { skip, full, partial };
 
+/// One visibility flag per element of a partial tile, as wide as an fp32 lane: the masked row
+/// loops then vectorise on every instruction set (a byte mask needed AVX-512 VBMI byte shuffles
+/// to reach 16 float lanes and ran scalar without them).
+using Visible = int32_t;
+
+/// What the element mask of one (batch, kv head, key tile) needs: raw rows of the plan's tables
+/// (fused_cpu_tiles.h fills the mask from them, compiled per instruction set).
+struct MaskInputs {
+  const int64_t *k_pos, *k_doc, *q_pos, *q_doc;  ///< from key j0 on; of batch b
+  const int64_t* until = nullptr;                ///< from key j0 on; null: no bound
+  const uint8_t* keep = nullptr;                 ///< [keep_rows, keep_blocks] of (b, g); null: all
+  int64_t limit, sinks, keep_rows = 0, keep_blocks = 0, keep_block = 1;
+};
+
 /// 0, n − 1, 1, n − 2, …: an order of n tiles whose cost grows (or shrinks) along the sequence
 /// such that any contiguous half of it costs about the same.
 std::vector<int64_t> balanced_order(int64_t n);
@@ -40,9 +54,8 @@ class TilePlan {
   /// Whether keys [j0, j0 + cols) of batch b, kv head g can be seen by the rows of `rt`, all of
   /// them, or some.
   TileKind classify(int64_t b, int64_t g, const RowTile& rt, int64_t j0, int64_t cols) const;
-  /// vis[a·ld + c] = query rt.rows[a] sees key j0 + c (kv head g); returns whether any does.
-  bool fill_mask(int64_t b, int64_t g, const RowTile& rt, int64_t j0, int64_t cols, uint8_t* vis,
-                 int64_t ld) const;
+  /// The inputs of the element mask of keys j0.. of batch b, kv head g.
+  MaskInputs mask_inputs(int64_t b, int64_t g, int64_t j0) const;
 
  private:
   int64_t slot(int64_t bh) const { return per_head_ ? bh : bh / H; }

@@ -3,7 +3,8 @@
 // AttentionSpec, on sizes that are not tile multiples (T = 1, 17, 64, 65, 300), d = 16 and 64,
 // GQA groups 1, 2 and 4; fp64 to 1e-10 and fp32 to 1e-5. Also: queries fewer than keys
 // (bottom-right), rows that see nothing, and tile skipping (a spec whose hidden tiles hold NaN
-// keys still gives finite results, so skipped tiles are never read).
+// keys still gives finite results, so skipped tiles are never read). Every instruction-set copy
+// of the tiles this CPU runs (kernels/attention/cpu_isa.h) passes the same comparisons.
 #include <ATen/ops/arange.h>
 #include <ATen/ops/ones.h>
 #include <ATen/ops/rand.h>
@@ -15,6 +16,7 @@
 
 #include <functional>
 
+#include "kernels/attention/cpu_isa.h"
 #include "kernels/attention/fused_cpu.h"
 #include "kernels/attention/reference.h"
 #include "tests/common/test_util.h"
@@ -117,6 +119,40 @@ TEST(FusedAttention, MatchesTheReferenceWhenQueriesAndKeysDiffer) {
   check("fp32 window", {2, 4, 2, 97, 97, 32}, spec, true, at::kFloat, 1e-5);
   spec.transform = ScoreTransform::sigmoid;
   check("fp32 sigmoid", {2, 4, 2, 97, 97, 32}, spec, true, at::kFloat, 1e-5);
+}
+
+TEST(FusedAttention, EveryInstructionSetCopyMatchesTheReference) {
+  // The suite above runs the copy the CPU picks; here each available copy runs every mask in
+  // fp32 (the vectorised exp) and fp64, on a size with partial tiles and GQA.
+  int ran = 0;
+  for (kernels::CpuIsa isa : {kernels::CpuIsa::baseline, kernels::CpuIsa::avx2, kernels::CpuIsa::avx512}) {
+    if (!kernels::cpu_isa_available(isa)) continue;
+    kernels::set_attention_cpu_isa(isa);
+    ++ran;
+    const Shape s{2, 4, 2, 150, 150, 32};
+    for (ScoreTransform transform : {ScoreTransform::softmax, ScoreTransform::sigmoid})
+      for (const auto& [mname, make] : masks()) {
+        AttentionSpec spec;
+        spec.scale = 1.0 / std::sqrt(static_cast<double>(s.d));
+        spec.transform = transform, spec.sigmoid_bias = transform == ScoreTransform::sigmoid ? -2.5 : 0.0;
+        spec = make(s, spec);
+        const std::string name = fmt::format("{} {} {}", kernels::cpu_isa_name(isa),
+                                             transform == ScoreTransform::sigmoid ? "sigmoid" : "softmax", mname);
+        check(name, s, spec, /*bias=*/true, at::kFloat, 1e-5);
+        check(name, s, spec, /*bias=*/true, at::kDouble, 1e-10);
+      }
+  }
+  kernels::set_attention_cpu_isa(std::nullopt);
+  EXPECT_GE(ran, 1);
+  // Without an override the widest available copy runs (unless ATTNLAB_CPU_ISA names one).
+  if (!std::getenv("ATTNLAB_CPU_ISA")) {
+    kernels::CpuIsa widest = kernels::CpuIsa::baseline;
+    for (kernels::CpuIsa isa : {kernels::CpuIsa::avx2, kernels::CpuIsa::avx512})
+      if (kernels::cpu_isa_available(isa)) widest = isa;
+    EXPECT_EQ(kernels::cpu_isa_name(kernels::attention_cpu_isa()), std::string(kernels::cpu_isa_name(widest)));
+  }
+  EXPECT_EQ(kernels::cpu_isa_available(kernels::CpuIsa::baseline), true);
+  EXPECT_THROW(kernels::set_attention_cpu_isa(static_cast<kernels::CpuIsa>(7)), c10::Error);
 }
 
 TEST(FusedAttention, SkippedTilesAreNeverRead) {
