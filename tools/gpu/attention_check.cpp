@@ -158,7 +158,7 @@ double gemm_tflops(const at::Device& device, at::ScalarType dtype, int64_t n) {
 void bench(const at::Device& device, at::ScalarType dtype, int64_t B, int64_t H, int64_t d,
            const std::vector<int64_t>& lengths, int reps) {
   const double peak = gemm_tflops(device, dtype, device.is_cuda() ? 8192 : 1024);
-  std::printf("\n%s, %s, B=%lld H=%lld d=%lld; median of %d, ms; measured %s GEMM: %.1f TFLOP/s\n\n",
+  std::printf("\n%s, %s, B=%lld H=%lld d=%lld; median of %d, ms; measured %s GEMM: %.3g TFLOP/s\n\n",
               device.str().c_str(), c10::toString(dtype), (long long)B, (long long)H, (long long)d, reps,
               c10::toString(dtype), peak);
   std::printf("| T | impl | fwd ms | fwd+bwd ms | fwd+bwd vs SDPA | fwd TFLOP/s (of GEMM) |\n|---|---|---|---|---|---|\n");
@@ -170,7 +170,7 @@ void bench(const at::Device& device, at::ScalarType dtype, int64_t B, int64_t H,
     const double scale = 1.0 / std::sqrt(static_cast<double>(d));
     auto row = [&](const char* name, double pairs, double f, double fb, double sdpa_fb) {
       const double tflops = 4.0 * B * H * d * pairs * T * T / (f * 1e-3) / 1e12;
-      std::printf("| %lld | %s | %.2f | %.2f | %.2f | %.1f (%.0f%%) |\n", (long long)T, name, f, fb, sdpa_fb / fb,
+      std::printf("| %lld | %s | %.2f | %.2f | %.2f | %.3g (%.0f%%) |\n", (long long)T, name, f, fb, sdpa_fb / fb,
                   tflops, 100 * tflops / peak);
     };
     const double sf = time_ms(device, [&] { at::NoGradGuard ng; at::scaled_dot_product_attention(q, k, v, {}, 0.0, true, scale); }, reps);
