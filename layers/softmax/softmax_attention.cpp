@@ -91,12 +91,22 @@ at::Tensor SoftmaxAttention::forward(const at::Tensor& x, const MixerContext& ct
       key_pos = gather_sequence(pos, *ctx.cp, pos.dim() - 1);  // int64: no gradient
       if (key_doc.defined()) key_doc = gather_sequence(ctx.documents.to(x.device(), at::kLong).contiguous(), *ctx.cp, 1);
     }
-    at::Tensor visible = key_pos.unsqueeze(-2).le(pos.unsqueeze(-1));  // [(B,) T, T_all]
-    if (key_doc.defined())  // same document only (positions are then within the document)
-      visible = visible.logical_and(key_doc.to(x.device()).unsqueeze(1).eq(ctx.documents.to(x.device()).unsqueeze(2)));
-    if (visible.dim() == 3) visible = visible.unsqueeze(1);           // per row: [B, 1, T, T_all]
-    o = at::scaled_dot_product_attention(q, k, v, visible, /*dropout_p=*/0.0, /*is_causal=*/false, scale,
-                                         /*enable_gqa=*/kv_heads_ != heads_);
+    if (!q.is_cuda() && ctx.kernel != "reference") {
+      // The tiled kernel takes the positions and documents as they are and skips the tiles they
+      // hide; SDPA needs them as an explicit mask and then computes every pair (measured:
+      // docs/benchmarks.md, "Context parallelism").
+      kernels::AttentionSpec spec;
+      spec.scale = scale, spec.q_pos = pos, spec.k_pos = key_pos;
+      if (key_doc.defined()) spec.q_doc = ctx.documents.to(x.device(), at::kLong), spec.k_doc = key_doc.to(at::kLong);
+      o = kernels::attention_fused(q, k, v, {}, spec);
+    } else {
+      at::Tensor visible = key_pos.unsqueeze(-2).le(pos.unsqueeze(-1));  // [(B,) T, T_all]
+      if (key_doc.defined())  // same document only (positions are then within the document)
+        visible = visible.logical_and(key_doc.to(x.device()).unsqueeze(1).eq(ctx.documents.to(x.device()).unsqueeze(2)));
+      if (visible.dim() == 3) visible = visible.unsqueeze(1);  // per row: [B, 1, T, T_all]
+      o = at::scaled_dot_product_attention(q, k, v, visible, /*dropout_p=*/0.0, /*is_causal=*/false, scale,
+                                           /*enable_gqa=*/kv_heads_ != heads_);
+    }
   } else {
     o = causal(q, k, v, ctx.kernel);
   }
