@@ -5,6 +5,7 @@
 // (bottom-right), rows that see nothing, and tile skipping (a spec whose hidden tiles hold NaN
 // keys still gives finite results, so skipped tiles are never read). Every instruction-set copy
 // of the tiles this CPU runs (kernels/attention/cpu_isa.h) passes the same comparisons.
+#include <ATen/Parallel.h>
 #include <ATen/ops/arange.h>
 #include <ATen/ops/ones.h>
 #include <ATen/ops/rand.h>
@@ -153,6 +154,24 @@ TEST(FusedAttention, EveryInstructionSetCopyMatchesTheReference) {
   }
   EXPECT_EQ(kernels::cpu_isa_available(kernels::CpuIsa::baseline), true);
   EXPECT_THROW(kernels::set_attention_cpu_isa(static_cast<kernels::CpuIsa>(7)), c10::Error);
+}
+
+TEST(FusedAttention, BothBackwardSchedulesMatchTheReference) {
+  // The backward takes one pass over (batch, kv head) pairs when there are at least twice as
+  // many as threads, else two passes (fused_cpu_backward.cpp). B·Hkv = 2 here: one thread
+  // takes the one-pass schedule, two threads the two-pass one; both must give every gradient.
+  const int threads = at::get_num_threads();
+  const Shape s{1, 4, 2, 150, 150, 16};
+  for (int n : {1, 2}) {
+    at::set_num_threads(n);
+    for (const auto& [mname, make] : masks()) {
+      AttentionSpec spec;
+      spec.scale = 0.25;
+      spec = make(s, spec);
+      check(fmt::format("{} thread(s) {}", n, mname), s, spec, /*bias=*/true, at::kDouble, 1e-10);
+    }
+  }
+  at::set_num_threads(threads);
 }
 
 TEST(FusedAttention, SkippedTilesAreNeverRead) {
