@@ -84,9 +84,14 @@ void backward_tiles(const Tensors<T>& in, const TilePlan& plan, const T* o, cons
     view(dv + (kvb * Tk + j0) * d, cols, d, d).addmm_(view(sc.p.data(), rt.n, cols, Bc).t(), view(dot_, rt.n, d, d));
     view(dk + (kvb * Tk + j0) * d, cols, d, d)
         .addmm_(view(sc.ds.data(), rt.n, cols, Bc).t(), view(qt, rt.n, d, d), 1, in.scale);
-    if (dbias)  // the bias is per key: its gradient sums dS over the query rows
-      for (int64_t a = 0; a < rt.n; ++a)
-        for (int64_t c = 0; c < cols; ++c) dbias[kvb * Tk + j0 + c] += sc.ds[a * Bc + c];
+    if (dbias) {  // the bias is per key: its gradient sums dS over the query rows
+      T* db = dbias + kvb * Tk + j0;
+      for (int64_t a = 0; a < rt.n; ++a) {
+        const T* ds = sc.ds.data() + a * Bc;
+#pragma omp simd
+        for (int64_t c = 0; c < cols; ++c) db[c] += ds[c];
+      }
+    }
   };
 
   // One pass when there are enough (batch, kv head) pairs to keep every thread busy: a work

@@ -43,7 +43,8 @@ struct AttentionSpec {
   /// bool [B, H, Tq]: the (row, head) pairs to compute; the others output 0, cost nothing and
   /// pass no gradient. Undefined: all rows.
   at::Tensor active_rows;
-  /// Tile sizes of the fused CPU kernel (query rows × key columns); 0 = 128 (docs/kernels/attention.md).
+  /// Tile sizes of the fused CPU kernel (query rows × key columns); 0 = 256, or 128 with a
+  /// window (docs/kernels/attention.md, "Speed").
   int64_t query_tile = 0, key_tile = 0;
 };
 

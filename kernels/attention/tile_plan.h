@@ -31,6 +31,9 @@ struct MaskInputs {
 /// such that any contiguous half of it costs about the same.
 std::vector<int64_t> balanced_order(int64_t n);
 
+/// The tile edge when the spec leaves it at 0: 256, or 128 with a sliding window.
+int64_t default_tile(const AttentionSpec& s);
+
 /// A tile of query rows of one (batch, head): rows[0..n), ascending.
 struct RowTile {
   const int64_t* rows = nullptr;
