@@ -1,5 +1,5 @@
 // Which instruction-set copy of the tiled CPU attention runs (docs/kernels/attention.md,
-// "Instruction sets"). The tiles' row loops (exp, max, sums, masks) are most of their time, and
+// "Instruction sets"). The tiles' row loops (exp, max, sums, masks) were most of their time, and
 // the compiler vectorises them only as wide as the target it is given, so on x86-64 they are
 // built three times and the widest copy this CPU supports is used.
 #pragma once

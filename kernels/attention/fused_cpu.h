@@ -1,10 +1,12 @@
-// Tiled CPU attention for the softmax family (docs/kernels/attention.md): FlashAttention-2
-// style, at::parallel_for over (batch, head, query tile), fp32 accumulation (fp64 for fp64
-// inputs). Softmax keeps an online max and sum per row and stores the log-sum-exp, so the
-// backward recomputes P = exp(z − L) instead of keeping a T × T matrix; sigmoid keeps no row
-// statistics at all. Key tiles no query of a tile can see (causal, window, documents, keep
-// blocks) are never touched; rows outside active_rows are never computed. GQA without
-// repeating K/V.
+// Tiled attention for the softmax family (docs/kernels/attention.md), the one entry point for
+// CPU and CUDA tensors (CUDA: fused_cuda.h, not yet validated on a GPU). On CPU:
+// FlashAttention-2 style, at::parallel_for over (batch, head, query tile), fp32 accumulation
+// (fp64 for fp64 inputs), the widest instruction-set copy this CPU runs (cpu_isa.h). Softmax
+// keeps an online max and sum per row and stores the log-sum-exp, so the backward recomputes
+// P = exp(z − L) instead of keeping a T × T matrix; sigmoid keeps no row statistics at all.
+// Key tiles no query of a tile can see (causal, window, documents, key_until) are never
+// touched, nor tiles whose element mask (keep blocks) comes out empty; rows outside
+// active_rows are never computed. GQA without repeating K/V.
 #pragma once
 #include <ATen/core/Tensor.h>
 

@@ -19,9 +19,8 @@
 
 namespace attnlab::kernels::detail::ATTNLAB_ISA {
 
-/// Scratch on 64-byte boundaries (a cache line, an AVX-512 vector). glibc's malloc aligns to 16
-/// bytes, so tile rows could straddle cache lines or not depending on where a run's buffers
-/// landed, and the vector loops ran at two speeds from one process to the next.
+/// Scratch on 64-byte boundaries (a cache line, an AVX-512 vector): glibc's malloc aligns to 16
+/// bytes, and a tile row that straddles cache lines costs the vector loops split loads.
 template <class T>
 struct CacheLineAllocator {
   using value_type = T;

@@ -113,7 +113,7 @@ at::Tensor AttentionMixer::output(const at::Tensor& o, const at::Tensor& gates) 
 
 std::vector<CpStrategy> AttentionMixer::cp_strategies() const {
   // halo and ring_sum rely on the keys being visited independently, which holds for the spec
-  // alone: DMA (keep mask over all keys) and SSA (block selection) have neither a window nor
+  // alone: DMA (key intervals over all keys) and SSA (block selection) have neither a window nor
   // sigmoid scores, so they get allgather_kv only.
   const kernels::AttentionSpec s = base_spec();
   std::vector<CpStrategy> out;

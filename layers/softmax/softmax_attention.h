@@ -1,7 +1,9 @@
 // softmax: the baseline mixer. Causal multi-head attention with RoPE and GQA
 // (docs/mixers/softmax.md). q = RoPE(x Wq) [B,T,H,d], k = RoPE(x Wk), v = x Wv [B,T,Hkv,d],
-// y = softmax(q k^T / sqrt(d) + causal) v Wo. `kernel: auto|fused` runs
-// at::scaled_dot_product_attention; `reference` runs the plain-torch definition.
+// y = softmax(q k^T / sqrt(d) + causal) v Wo. `kernel: auto` runs
+// at::scaled_dot_product_attention (the tiled kernel on CPU when positions are explicit, as in
+// allgather_kv), `fused` the tiled kernel (kernels/attention/fused_cpu.h), `reference` the
+// plain-torch definition.
 // Decoding keeps a KV cache of max_len positions.
 #pragma once
 #include <torch/nn/modules/linear.h>
@@ -65,7 +67,8 @@ class SoftmaxAttention : public Mixer {
   /// x [B, T, D] -> q [B, T, H, d], k and v [B, T, Hkv, d], rotary applied from `offset`.
   /// q, k, v [B, T, H*, d] with RoPE at `positions` [T].
   std::tuple<at::Tensor, at::Tensor, at::Tensor> project(const at::Tensor& x, const at::Tensor& positions);
-  /// Causal attention of q [B, H, T, d] over k, v [B, Hkv, T, d]: SDPA, or the plain reference.
+  /// Causal attention of q [B, H, T, d] over k, v [B, Hkv, T, d]: SDPA, the tiled kernel or the
+  /// plain reference, as `kernel` says.
   at::Tensor causal(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const std::string& kernel) const;
   /// ulysses: q, k, v [B, S, H*, d] of this shard -> the attention output [B, S, H, d].
   at::Tensor attend_by_heads(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const MixerContext& ctx);

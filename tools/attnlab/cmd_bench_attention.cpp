@@ -1,7 +1,7 @@
 // `attnlab bench mixer --mixer softmax|sigmoid|swa|dma|moh|ssa`: times the softmax-family
 // attention kernel (kernels/attention/) at head shapes, forward and forward+backward, fp32 on
 // CPU, next to SDPA's causal kernel at the same shapes in the same run (docs/benchmarks.md).
-// Each mixer is timed at the sparsity its option gives: sliding window, per-query keep mask,
+// Each mixer is timed at the sparsity its option gives: sliding window,
 // active rows, DMA's top-w keys of a random per-key bias, selected key blocks.
 #include <ATen/TensorOperators.h>
 #include <ATen/ops/rand.h>

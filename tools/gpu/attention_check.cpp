@@ -2,7 +2,7 @@
 // device against the plain-torch reference in float64 on the CPU (itself the oracle of
 // tests/kernels), for the output and every gradient (q, k, v, key_bias), over each mask of
 // AttentionSpec, then times it next to SDPA at the same shapes. Prints markdown
-// (tools/gpu/check.sh puts it in docs/benchmarks.md). Exit code 1 when any check fails.
+// (tools/gpu/check.sh saves it as $OUT/attention_check.md, for docs/benchmarks.md). Exit code 1 when any check fails.
 // Usage: attention_check [--quick]
 #include <ATen/Context.h>
 #include <ATen/TensorOperators.h>

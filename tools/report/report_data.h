@@ -26,7 +26,8 @@ struct SweepData {
   std::vector<RunData> runs;
 };
 
-/// One `attnlab bench mixer --jsonl` file: rows of (mixer, impl, T, tokens, times, peak RSS).
+/// One `attnlab bench mixer --jsonl` file: rows of (mixer, impl, T, tokens, times, peak_mb;
+/// peak_rss_mb in older files).
 struct BenchData {
   std::string path;
   std::vector<nlohmann::json> rows;

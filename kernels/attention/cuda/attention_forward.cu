@@ -4,7 +4,7 @@
 // keeps neither. A key tile whose bounds exclude every visible pair with the block's rows
 // (causal, window, documents, key_until) is skipped before K and V are read; rows outside
 // active_rows compute nothing. fp32 accumulation, CUDA-core FMAs (no tensor cores yet:
-// docs/benchmarks.md). Also the spec's host-side checks and device copies (device_spec).
+// docs/kernels/attention.md, "CUDA kernel"). Also the spec's host-side checks and device copies (device_spec).
 #include <ATen/TensorOperators.h>
 #include <ATen/ops/arange.h>
 #include <ATen/ops/empty.h>
