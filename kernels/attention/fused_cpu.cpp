@@ -82,6 +82,33 @@ AttentionSpec load_spec(torch::autograd::AutogradContext* ctx) {
   return s;
 }
 
+/// The CPU tiles on tensors already contiguous in the accumulation dtype (bias: empty or same).
+AttentionTiles tiles_forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& bias,
+                             const AttentionSpec& spec) {
+  const detail::TilePlan plan = plan_of(q, k, spec);
+  at::Tensor o = at::zeros_like(q);
+  at::Tensor lse = at::full({q.size(0), q.size(1), q.size(2)}, std::numeric_limits<double>::infinity(), q.options());
+  AT_DISPATCH_FLOATING_TYPES(q.scalar_type(), "attention_fused", [&] {
+    forward_tiles<scalar_t>(tensors_of<scalar_t>(q, k, v, bias, spec), plan, o.mutable_data_ptr<scalar_t>(),
+                            lse.mutable_data_ptr<scalar_t>());
+  });
+  return {o, lse};
+}
+
+AttentionTileGrads tiles_backward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                  const at::Tensor& bias, const at::Tensor& o, const at::Tensor& lse,
+                                  const at::Tensor& dout, const AttentionSpec& spec) {
+  at::Tensor dq = at::zeros_like(q), dk = at::zeros_like(k), dv = at::zeros_like(v), dbias = at::zeros_like(bias);
+  const detail::TilePlan plan = plan_of(q, k, spec);
+  AT_DISPATCH_FLOATING_TYPES(q.scalar_type(), "attention_fused_backward", [&] {
+    backward_tiles<scalar_t>(tensors_of<scalar_t>(q, k, v, bias, spec), plan, o.const_data_ptr<scalar_t>(),
+                             lse.const_data_ptr<scalar_t>(), dout.const_data_ptr<scalar_t>(),
+                             dq.mutable_data_ptr<scalar_t>(), dk.mutable_data_ptr<scalar_t>(),
+                             dv.mutable_data_ptr<scalar_t>(), bias.numel() ? dbias.mutable_data_ptr<scalar_t>() : nullptr);
+  });
+  return {dq, dk, dv, bias.numel() ? dbias : at::Tensor()};
+}
+
 /// key_bias is an empty tensor when absent (autograd functions take no undefined inputs).
 class FusedAttention : public torch::autograd::Function<FusedAttention> {
  public:
@@ -97,13 +124,8 @@ class FusedAttention : public torch::autograd::Function<FusedAttention> {
       o = r.out, lse = r.lse;
 #endif
     } else {
-      const detail::TilePlan plan = plan_of(q, k, spec);
-      o = at::zeros_like(q);
-      lse = at::full({q.size(0), q.size(1), q.size(2)}, std::numeric_limits<double>::infinity(), q.options());
-      AT_DISPATCH_FLOATING_TYPES(q.scalar_type(), "attention_fused", [&] {
-        forward_tiles<scalar_t>(tensors_of<scalar_t>(q, k, v, bias, spec), plan,
-                                        o.mutable_data_ptr<scalar_t>(), lse.mutable_data_ptr<scalar_t>());
-      });
+      auto r = tiles_forward(q, k, v, bias, spec);
+      o = r.out, lse = r.lse;
     }
     ctx->save_for_backward({q, k, v, bias, o, lse});
     save_spec(ctx, spec);
@@ -127,17 +149,9 @@ class FusedAttention : public torch::autograd::Function<FusedAttention> {
               g.dbias.defined() ? g.dbias.to(bias_dtype) : at::Tensor(), at::Tensor()};
 #endif
     }
-    at::Tensor dq = at::zeros_like(q), dk = at::zeros_like(k), dv = at::zeros_like(v), dbias = at::zeros_like(bias);
-    const detail::TilePlan plan = plan_of(q, k, spec);
-    AT_DISPATCH_FLOATING_TYPES(q.scalar_type(), "attention_fused_backward", [&] {
-      backward_tiles<scalar_t>(tensors_of<scalar_t>(q, k, v, bias, spec), plan, o.const_data_ptr<scalar_t>(),
-                                       lse.const_data_ptr<scalar_t>(), dout.const_data_ptr<scalar_t>(),
-                                       dq.mutable_data_ptr<scalar_t>(), dk.mutable_data_ptr<scalar_t>(),
-                                       dv.mutable_data_ptr<scalar_t>(),
-                                       bias.numel() ? dbias.mutable_data_ptr<scalar_t>() : nullptr);
-    });
-    return {dq.to(in_dtype), dk.to(in_dtype), dv.to(in_dtype), bias.numel() ? dbias.to(bias_dtype) : at::Tensor(),
-            at::Tensor()};
+    const AttentionTileGrads g = tiles_backward(q, k, v, bias, o, lse, dout, spec);
+    return {g.dq.to(in_dtype), g.dk.to(in_dtype), g.dv.to(in_dtype),
+            bias.numel() ? g.dbias.to(bias_dtype) : at::Tensor(), at::Tensor()};
   }
 };
 
@@ -158,6 +172,44 @@ at::Tensor attention_fused(const at::Tensor& q, const at::Tensor& k, const at::T
   ATTNLAB_CHECK(Hkv > 0 && H % Hkv == 0, "fused attention: query heads ", H, " not a multiple of kv heads ", Hkv);
   if (key_bias.defined()) ATTNLAB_CHECK_SHAPE(key_bias, B, Hkv, Tk);
   return FusedAttention::apply(q, k, v, key_bias.defined() ? key_bias : at::empty({0}, q.options()), spec);
+}
+
+namespace {
+/// Checks shapes and brings every input to the CPU accumulation dtype, contiguous.
+struct TileInputs {
+  at::Tensor q, k, v, bias;
+};
+TileInputs tile_inputs(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& key_bias) {
+  ATTNLAB_CHECK(!q.is_cuda(), "attention tiles without autograd: CPU tensors only");
+  ATTNLAB_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4, "fused attention: q, k, v must be 4-D, got ",
+                q.sizes(), k.sizes(), v.sizes());
+  const int64_t B = q.size(0), H = q.size(1), d = q.size(3), Hkv = k.size(1), Tk = k.size(2);
+  ATTNLAB_CHECK_SHAPE(k, B, Hkv, Tk, d);
+  ATTNLAB_CHECK_SHAPE(v, B, Hkv, Tk, d);
+  ATTNLAB_CHECK(Hkv > 0 && H % Hkv == 0, "fused attention: query heads ", H, " not a multiple of kv heads ", Hkv);
+  if (key_bias.defined()) ATTNLAB_CHECK_SHAPE(key_bias, B, Hkv, Tk);
+  const auto dt = compute_dtype(q);
+  return {q.to(dt).contiguous(), k.to(dt).contiguous(), v.to(dt).contiguous(),
+          key_bias.defined() ? key_bias.to(dt).contiguous() : at::empty({0}, q.options().dtype(dt))};
+}
+}  // namespace
+
+AttentionTiles attention_fused_forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                       const at::Tensor& key_bias, const AttentionSpec& spec) {
+  const TileInputs in = tile_inputs(q, k, v, key_bias);
+  return tiles_forward(in.q, in.k, in.v, in.bias, spec);
+}
+
+AttentionTileGrads attention_fused_backward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                            const at::Tensor& key_bias, const at::Tensor& out, const at::Tensor& lse,
+                                            const at::Tensor& dout, const AttentionSpec& spec) {
+  const TileInputs in = tile_inputs(q, k, v, key_bias);
+  const auto dt = in.q.scalar_type();
+  ATTNLAB_CHECK(out.sizes() == in.q.sizes() && lse.sizes() == in.q.sizes().slice(0, 3) && dout.sizes() == in.q.sizes(),
+                "attention tiles backward: out, dout must have q's shape and lse [B, H, Tq], got ", out.sizes(), ", ",
+                lse.sizes(), ", ", dout.sizes());
+  return tiles_backward(in.q, in.k, in.v, in.bias, out.to(dt).contiguous(), lse.to(dt).contiguous(),
+                        dout.to(dt).contiguous(), spec);
 }
 
 bool attention_cuda_compiled() {

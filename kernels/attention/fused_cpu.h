@@ -20,6 +20,25 @@ namespace attnlab::kernels {
 at::Tensor attention_fused(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& key_bias,
                            const AttentionSpec& spec);
 
+/// The CPU tiles without autograd, for callers that merge partial attentions themselves (ring
+/// attention over blocks of keys): the output and the log-sum-exp [B, H, Tq] (+∞ where a row
+/// sees no key), in the accumulation dtype (fp32; fp64 for fp64 inputs).
+struct AttentionTiles {
+  at::Tensor out, lse;
+};
+AttentionTiles attention_fused_forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                       const at::Tensor& key_bias, const AttentionSpec& spec);
+
+/// The gradients of one such call given the output and log-sum-exp of the WHOLE softmax it is a
+/// part of: with them P = e^{z − L} and D = rowsum(dO ∘ O) make these exactly this part's share
+/// of dq, dk, dv (and dbias, undefined without a bias). Accumulation dtype.
+struct AttentionTileGrads {
+  at::Tensor dq, dk, dv, dbias;
+};
+AttentionTileGrads attention_fused_backward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                            const at::Tensor& key_bias, const at::Tensor& out, const at::Tensor& lse,
+                                            const at::Tensor& dout, const AttentionSpec& spec);
+
 /// Causal softmax with bottom-right alignment: attention_fused with a default spec.
 at::Tensor causal_attention_fused(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, double scale);
 

@@ -5,6 +5,7 @@
 #include <ATen/ops/empty_like.h>
 #include <ATen/ops/exp.h>
 #include <ATen/ops/full.h>
+#include <ATen/ops/isinf.h>
 #include <ATen/ops/logaddexp.h>
 #include <ATen/ops/logsumexp.h>
 #include <ATen/ops/matmul.h>
@@ -18,6 +19,7 @@
 
 #include "framework/dist/communicator.h"
 #include "framework/dist/sequence_collectives.h"
+#include "kernels/attention/fused_cpu.h"
 #include "kernels/linear/api.h"
 
 namespace attnlab::layers {
@@ -66,6 +68,17 @@ Block kind_of(const at::Tensor& mask, bool own, bool flash) {
 /// The flash kernel runs on CPU tensors of one floating dtype (not on CUDA here).
 bool can_flash(const at::Tensor& q) { return !q.is_cuda(); }
 
+/// A masked block (documents, other layouts) on CPU: the tiled kernel with this rank's queries
+/// and block j's keys by position and document, skipping the tiles they hide.
+kernels::AttentionSpec block_spec(const BlockLayout& l, int64_t me, int64_t j, double scale) {
+  kernels::AttentionSpec s;
+  s.scale = scale;
+  auto rows = [](const at::Tensor& p) { return p.size(0) == 1 ? p[0] : p; };  // [S] or [B, S]
+  s.q_pos = rows(l.positions[me]), s.k_pos = rows(l.positions[j]);
+  if (l.documents.defined()) s.q_doc = l.documents[me], s.k_doc = l.documents[j];
+  return s;
+}
+
 /// kv [B, Hkv, S, c] -> [B, H, S, c] (GQA: each kv head serves H / Hkv query heads).
 at::Tensor widen(const at::Tensor& kv, int64_t H) {
   return kv.size(1) == H ? kv : kv.repeat_interleave(H / kv.size(1), 1);
@@ -98,9 +111,20 @@ class RingAttention : public torch::autograd::Function<RingAttention> {
       const at::Tensor mask = visible(layout, r, j);
       const Block kind = kind_of(mask, j == r, can_flash(q));
       if (kind != Block::skip) {
-        at::Tensor k = widen(kv.narrow(-1, 0, d), H).contiguous(), v = widen(kv.narrow(-1, d, d), H).contiguous();
         // Merge by log-sum-exp; step 0 is this rank's own block, which holds every query's
         // diagonal, so lse is finite from then on and no −inf − (−inf) appears.
+        if (kind == Block::masked && !q.is_cuda()) {
+          const auto t = kernels::attention_fused_forward(q, kv.narrow(-1, 0, d), kv.narrow(-1, d, d), {},
+                                                          block_spec(layout, r, j, scale));
+          // The tiles mark a row that sees none of the block's keys with +∞; it adds no mass.
+          const at::Tensor l = t.lse.unsqueeze(-1).masked_fill(t.lse.unsqueeze(-1).isinf(), kNegInf);
+          const at::Tensor merged = at::logaddexp(lse, l);
+          out = out * at::exp(lse - merged) + t.out * at::exp(l - merged);
+          lse = merged;
+          if (step + 1 < P) kv = pass_on(kv, *ring);
+          continue;
+        }
+        at::Tensor k = widen(kv.narrow(-1, 0, d), H).contiguous(), v = widen(kv.narrow(-1, d, d), H).contiguous();
         if (kind == Block::masked) {
           at::Tensor s = (at::matmul(q, k.transpose(-1, -2)) * scale).masked_fill(mask.logical_not(), kNegInf);
           at::Tensor merged = at::logaddexp(lse, at::logsumexp(s, -1, true));
@@ -145,8 +169,18 @@ class RingAttention : public torch::autograd::Function<RingAttention> {
       const at::Tensor mask = visible(layout, r, j);
       const Block kind = kind_of(mask, j == r, can_flash(q));
       if (kind != Block::skip) {
-        at::Tensor k = widen(blk.narrow(-1, 0, d), H).contiguous(), v = widen(blk.narrow(-1, d, d), H).contiguous();
         at::Tensor dk, dv;
+        if (kind == Block::masked && !q.is_cuda()) {
+          // With the global output and lse the tiles give this block's exact share, per kv head.
+          const auto g = kernels::attention_fused_backward(q, blk.narrow(-1, 0, d), blk.narrow(-1, d, d), {}, out,
+                                                           lse.squeeze(-1), dout, block_spec(layout, r, j, scale));
+          blk = at::cat({blk.narrow(-1, 0, 2 * d), blk.narrow(-1, 2 * d, d) + g.dk.to(acc),
+                         blk.narrow(-1, 3 * d, d) + g.dv.to(acc)}, -1);
+          dq = dq + g.dq.to(acc);
+          blk = step + 1 < P ? pass_on(blk, *ring) : pass_on(blk.narrow(-1, 2 * d, 2 * d), *ring);
+          continue;
+        }
+        at::Tensor k = widen(blk.narrow(-1, 0, d), H).contiguous(), v = widen(blk.narrow(-1, d, d), H).contiguous();
         if (kind == Block::masked) {
           at::Tensor s = (at::matmul(q, k.transpose(-1, -2)) * scale).masked_fill(mask.logical_not(), kNegInf);
           at::Tensor p = at::exp(s - lse);                           // this block's attention weights

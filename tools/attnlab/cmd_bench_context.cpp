@@ -5,6 +5,7 @@
 // each started after a barrier); rank 0 prints the slowest rank's time, tokens/s for the whole
 // sequence and the bytes this rank handed to collectives per step, so runs at several cp can
 // be set side by side (tools/bench/context_parallel.sh).
+#include <ATen/ops/arange.h>
 #include <ATen/ops/randn.h>
 #include <ATen/ops/tensor.h>
 #include <fmt/format.h>
@@ -15,6 +16,7 @@
 #include "framework/config/config_error.h"
 #include "framework/config/run_config.h"
 #include "framework/dist/communicator.h"
+#include "framework/model/documents.h"
 #include "tools/attnlab/commands.h"
 
 namespace attnlab::cli {
@@ -23,6 +25,7 @@ namespace {
 struct ContextArgs {
   std::string mixer = "gla", options = "{}", strategy = "auto";
   int64_t seq = 16384, batch = 1, dim = 256, reps = 3, timeout_s = 600;
+  int64_t doc_len = 0;  ///< > 0: packed documents of this many tokens (ids and in-document positions)
 };
 
 int run_context(const ContextArgs& a) {
@@ -63,6 +66,11 @@ int run_context(const ContextArgs& a) {
       fmt::print(stderr, "bench context: mixer '{}' has no context-parallel strategy\n", a.mixer);
       return 2;
     }
+  }
+  if (a.doc_len > 0) {  // the whole sequence's documents, then this rank's shard of them
+    const at::Tensor ids = (at::arange(a.seq, at::kLong) / a.doc_len).unsqueeze(0).repeat({a.batch, 1});
+    ctx.documents = ids.narrow(1, r * S, S).contiguous();
+    ctx.positions = positions_in_documents(ids).narrow(1, r * S, S).contiguous();
   }
   at::manual_seed(2 + r);
   at::Tensor x = at::randn({a.batch, S, a.dim}).requires_grad_(true);
@@ -108,6 +116,8 @@ void add_bench_context(CLI::App& bench, Action& action) {
   cmd->add_option("--batch", a->batch, "sequences")->check(CLI::Range(1, 4096));
   cmd->add_option("--dim", a->dim, "model width D")->check(CLI::Range(8, 65536));
   cmd->add_option("--reps", a->reps, "timed steps")->check(CLI::Range(1, 100000));
+  cmd->add_option("--doc-len", a->doc_len, "packed documents of this many tokens (0: one sequence)")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 24));
   cmd->add_option("--timeout-s", a->timeout_s, "rendezvous and collective timeout")->check(CLI::Range(1, 86400));
   cmd->callback([a, &action] {
     action = [a] {
