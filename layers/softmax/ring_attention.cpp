@@ -65,6 +65,28 @@ Block kind_of(const at::Tensor& mask, bool own, bool flash) {
   return Block::masked;
 }
 
+/// CPU: a block's kind from the bounds of the positions and document ids alone, so no [S, S]
+/// mask is built. Conservative: what the bounds cannot prove skipped, fully visible or the causal
+/// triangle goes to the tiled kernel, which masks exactly and skips the tiles it can.
+Block kind_by_bounds(const BlockLayout& l, int64_t me, int64_t j) {
+  const at::Tensor qp = l.positions[me], kp = l.positions[j];  // [B', S]
+  const auto lo = [](const at::Tensor& t) { return t.min().item<int64_t>(); };
+  const auto hi = [](const at::Tensor& t) { return t.max().item<int64_t>(); };
+  if (lo(kp) > hi(qp)) return Block::skip;  // every key after every query
+  bool one_doc = true;
+  if (l.documents.defined()) {
+    const at::Tensor qd = l.documents[me], kd = l.documents[j];
+    if (lo(kd) > hi(qd) || hi(kd) < lo(qd)) return Block::skip;  // no document in common
+    one_doc = lo(qd) == hi(qd) && lo(kd) == hi(kd) && lo(qd) == lo(kd);
+  }
+  if (!one_doc) return Block::masked;
+  if (hi(kp) <= lo(qp)) return Block::full;
+  const int64_t S = qp.size(-1);
+  const bool consecutive = S < 2 || (qp.narrow(-1, 1, S - 1) - qp.narrow(-1, 0, S - 1)).eq(1).all().item<bool>();
+  if (me == j && consecutive) return Block::causal;  // queries and keys the same run of positions
+  return Block::masked;
+}
+
 /// The flash kernel runs on CPU tensors of one floating dtype (not on CUDA here).
 bool can_flash(const at::Tensor& q) { return !q.is_cuda(); }
 
@@ -108,8 +130,9 @@ class RingAttention : public torch::autograd::Function<RingAttention> {
     at::Tensor out = at::zeros_like(q), lse = at::full({q.size(0), H, q.size(2), 1}, kNegInf, q.options());
     for (int64_t step = 0; step < P; ++step) {
       const int64_t j = (r - step + P) % P;  // the block visiting now
-      const at::Tensor mask = visible(layout, r, j);
-      const Block kind = kind_of(mask, j == r, can_flash(q));
+      // CPU: bounds decide, the tiled kernel masks; CUDA: the explicit mask for composite ops.
+      const at::Tensor mask = can_flash(q) ? at::Tensor() : visible(layout, r, j);
+      const Block kind = can_flash(q) ? kind_by_bounds(layout, r, j) : kind_of(mask, j == r, false);
       if (kind != Block::skip) {
         // Merge by log-sum-exp; step 0 is this rank's own block, which holds every query's
         // diagonal, so lse is finite from then on and no −inf − (−inf) appears.
@@ -166,8 +189,9 @@ class RingAttention : public torch::autograd::Function<RingAttention> {
     at::Tensor blk = at::cat({k_in.to(acc), v_in.to(acc), at::zeros_like(k_in, acc), at::zeros_like(v_in, acc)}, -1);
     for (int64_t step = 0; step < P; ++step) {
       const int64_t j = (r - step + P) % P;
-      const at::Tensor mask = visible(layout, r, j);
-      const Block kind = kind_of(mask, j == r, can_flash(q));
+      // CPU: bounds decide, the tiled kernel masks; CUDA: the explicit mask for composite ops.
+      const at::Tensor mask = can_flash(q) ? at::Tensor() : visible(layout, r, j);
+      const Block kind = can_flash(q) ? kind_by_bounds(layout, r, j) : kind_of(mask, j == r, false);
       if (kind != Block::skip) {
         at::Tensor dk, dv;
         if (kind == Block::masked && !q.is_cuda()) {
