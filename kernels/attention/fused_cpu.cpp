@@ -157,20 +157,27 @@ class FusedAttention : public torch::autograd::Function<FusedAttention> {
 
 }  // namespace
 
-at::Tensor attention_fused(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& key_bias,
-                           const AttentionSpec& spec) {
+namespace {
+/// q [B, H, Tq, d], k, v [B, Hkv, Tk, d], key_bias [B, Hkv, Tk] or undefined.
+void check_shapes(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& key_bias) {
   ATTNLAB_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4, "fused attention: q, k, v must be 4-D, got ",
                 q.sizes(), k.sizes(), v.sizes());
-  ATTNLAB_CHECK(!q.is_cuda() || attention_cuda_compiled(),
-                "fused attention: this build has no CUDA kernels (configure with ATTNLAB_CUDA=on)");
-  ATTNLAB_CHECK(k.device() == q.device() && v.device() == q.device() &&
-                    (!key_bias.defined() || key_bias.device() == q.device()),
-                "fused attention: q, k, v and key_bias must be on one device");
   const int64_t B = q.size(0), H = q.size(1), d = q.size(3), Hkv = k.size(1), Tk = k.size(2);
   ATTNLAB_CHECK_SHAPE(k, B, Hkv, Tk, d);
   ATTNLAB_CHECK_SHAPE(v, B, Hkv, Tk, d);
   ATTNLAB_CHECK(Hkv > 0 && H % Hkv == 0, "fused attention: query heads ", H, " not a multiple of kv heads ", Hkv);
   if (key_bias.defined()) ATTNLAB_CHECK_SHAPE(key_bias, B, Hkv, Tk);
+}
+}  // namespace
+
+at::Tensor attention_fused(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& key_bias,
+                           const AttentionSpec& spec) {
+  check_shapes(q, k, v, key_bias);
+  ATTNLAB_CHECK(!q.is_cuda() || attention_cuda_compiled(),
+                "fused attention: this build has no CUDA kernels (configure with ATTNLAB_CUDA=on)");
+  ATTNLAB_CHECK(k.device() == q.device() && v.device() == q.device() &&
+                    (!key_bias.defined() || key_bias.device() == q.device()),
+                "fused attention: q, k, v and key_bias must be on one device");
   return FusedAttention::apply(q, k, v, key_bias.defined() ? key_bias : at::empty({0}, q.options()), spec);
 }
 
@@ -181,13 +188,7 @@ struct TileInputs {
 };
 TileInputs tile_inputs(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& key_bias) {
   ATTNLAB_CHECK(!q.is_cuda(), "attention tiles without autograd: CPU tensors only");
-  ATTNLAB_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4, "fused attention: q, k, v must be 4-D, got ",
-                q.sizes(), k.sizes(), v.sizes());
-  const int64_t B = q.size(0), H = q.size(1), d = q.size(3), Hkv = k.size(1), Tk = k.size(2);
-  ATTNLAB_CHECK_SHAPE(k, B, Hkv, Tk, d);
-  ATTNLAB_CHECK_SHAPE(v, B, Hkv, Tk, d);
-  ATTNLAB_CHECK(Hkv > 0 && H % Hkv == 0, "fused attention: query heads ", H, " not a multiple of kv heads ", Hkv);
-  if (key_bias.defined()) ATTNLAB_CHECK_SHAPE(key_bias, B, Hkv, Tk);
+  check_shapes(q, k, v, key_bias);
   const auto dt = compute_dtype(q);
   return {q.to(dt).contiguous(), k.to(dt).contiguous(), v.to(dt).contiguous(),
           key_bias.defined() ? key_bias.to(dt).contiguous() : at::empty({0}, q.options().dtype(dt))};

@@ -94,6 +94,24 @@ void backward_tiles(const Tensors<T>& in, const TilePlan& plan, const T* o, cons
     }
   };
 
+  // dQ_I += scale·dS K_J of one tile pair, straight into dq's rows when they are consecutive,
+  // else through `buf` [Br, d].
+  auto query_grads = [&](const Scratch<T>& sc, int64_t bh, int64_t kvb, const RowTile& rt, int64_t j0, int64_t cols,
+                         T* buf) {
+    const at::Tensor ds_t = view(sc.ds.data(), rt.n, cols, Bc);
+    const at::Tensor k_t = view(in.k + (kvb * Tk + j0) * d, cols, d, d);
+    if (rt.contiguous) {
+      view(dq + (bh * Tq + rt.rows[0]) * d, rt.n, d, d).addmm_(ds_t, k_t, 1, in.scale);
+      return;
+    }
+    at::Tensor tmp = view(buf, rt.n, d, d);
+    at::mm_out(tmp, ds_t, k_t);
+    for (int64_t a = 0; a < rt.n; ++a) {
+      T* row = dq + (bh * Tq + rt.rows[a]) * d;
+      for (int64_t x = 0; x < d; ++x) row[x] += in.scale * buf[a * d + x];
+    }
+  };
+
   // One pass when there are enough (batch, kv head) pairs to keep every thread busy: a work
   // item owns its kv head's dK, dV and the dQ rows of its query heads, so each tile pair's P and
   // dS are computed once (5 tile GEMMs instead of 7, and the row work once instead of twice).
@@ -117,18 +135,7 @@ void backward_tiles(const Tensors<T>& in, const TilePlan& plan, const T* o, cons
                 const T *qt = nullptr, *dot_ = nullptr;
                 if (!tile_grads(sc, bh, rt, j0, cols, qt, dot_)) continue;
                 key_grads(sc, kvb, rt, j0, cols, qt, dot_);
-                const at::Tensor ds_t = view(sc.ds.data(), rt.n, cols, Bc);
-                const at::Tensor k_t = view(in.k + (kvb * Tk + j0) * d, cols, d, d);
-                if (rt.contiguous) {  // dQ_I += scale·dS K_J straight into dq's rows
-                  view(dq + (bh * Tq + rt.rows[0]) * d, rt.n, d, d).addmm_(ds_t, k_t, 1, in.scale);
-                  continue;
-                }
-                at::Tensor tmp = view(dq_rows.data(), rt.n, d, d);
-                at::mm_out(tmp, ds_t, k_t);
-                for (int64_t a = 0; a < rt.n; ++a) {
-                  T* row = dq + (bh * Tq + rt.rows[a]) * d;
-                  for (int64_t x = 0; x < d; ++x) row[x] += in.scale * dq_rows[a * d + x];
-                }
+                query_grads(sc, bh, kvb, rt, j0, cols, dq_rows.data());
               }
             }
           }

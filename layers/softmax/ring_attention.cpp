@@ -9,7 +9,6 @@
 #include <ATen/ops/logaddexp.h>
 #include <ATen/ops/logsumexp.h>
 #include <ATen/ops/matmul.h>
-#include <ATen/ops/ones.h>
 #include <ATen/ops/_scaled_dot_product_flash_attention_for_cpu.h>
 #include <ATen/ops/_scaled_dot_product_flash_attention_for_cpu_backward.h>
 #include <ATen/ops/zeros_like.h>
@@ -50,20 +49,11 @@ at::Tensor visible(const BlockLayout& l, int64_t me, int64_t j) {
   return m.unsqueeze(1);
 }
 
-/// How a visiting block is computed: nothing visible; every key visible to every query, or the
-/// causal triangle (the rank's own block under contiguous shards), both by the CPU flash kernel
-/// with its log-sum-exp; anything else (documents, other layouts) by masked composite ops.
-enum class Block { skip, full, causal, masked };
-
-Block kind_of(const at::Tensor& mask, bool own, bool flash) {
-  if (!mask.any().item<bool>()) return Block::skip;
-  if (!flash) return Block::masked;
-  if (mask.all().item<bool>()) return Block::full;
-  const int64_t S = mask.size(-1);
-  if (own && mask.size(-2) == S && mask.equal(at::ones({S, S}, mask.options()).tril().expand_as(mask)))
-    return Block::causal;
-  return Block::masked;
-}
+/// How a visiting block is computed. CPU: nothing visible (skipped); every key visible to every
+/// query, or the causal triangle (the rank's own block under contiguous shards), both by the
+/// CPU flash kernel with its log-sum-exp; anything else (documents, other layouts) by the tiled
+/// kernel. CUDA: every block with a visible pair by composite ops over the explicit mask.
+enum class Block { skip, full, causal, tiled, composite };
 
 /// CPU: a block's kind from the bounds of the positions and document ids alone, so no [S, S]
 /// mask is built. Conservative: what the bounds cannot prove skipped, fully visible or the causal
@@ -79,18 +69,22 @@ Block kind_by_bounds(const BlockLayout& l, int64_t me, int64_t j) {
     if (lo(kd) > hi(qd) || hi(kd) < lo(qd)) return Block::skip;  // no document in common
     one_doc = lo(qd) == hi(qd) && lo(kd) == hi(kd) && lo(qd) == lo(kd);
   }
-  if (!one_doc) return Block::masked;
+  if (!one_doc) return Block::tiled;
   if (hi(kp) <= lo(qp)) return Block::full;
   const int64_t S = qp.size(-1);
   const bool consecutive = S < 2 || (qp.narrow(-1, 1, S - 1) - qp.narrow(-1, 0, S - 1)).eq(1).all().item<bool>();
   if (me == j && consecutive) return Block::causal;  // queries and keys the same run of positions
-  return Block::masked;
+  return Block::tiled;
 }
 
-/// The flash kernel runs on CPU tensors of one floating dtype (not on CUDA here).
-bool can_flash(const at::Tensor& q) { return !q.is_cuda(); }
+/// The kind of block j for this rank's queries q; `mask` is set for composite blocks only.
+Block kind_of(const BlockLayout& l, int64_t me, int64_t j, const at::Tensor& q, at::Tensor& mask) {
+  if (!q.is_cuda()) return kind_by_bounds(l, me, j);
+  mask = visible(l, me, j);
+  return mask.any().item<bool>() ? Block::composite : Block::skip;
+}
 
-/// A masked block (documents, other layouts) on CPU: the tiled kernel with this rank's queries
+/// A tiled block (documents, other layouts) on CPU: the tiled kernel with this rank's queries
 /// and block j's keys by position and document, skipping the tiles they hide.
 kernels::AttentionSpec block_spec(const BlockLayout& l, int64_t me, int64_t j, double scale) {
   kernels::AttentionSpec s;
@@ -128,27 +122,27 @@ class RingAttention : public torch::autograd::Function<RingAttention> {
     at::Tensor q = q_in.to(acc), kv = at::cat({k_in.to(acc), v_in.to(acc)}, -1);  // one message per hop
     const BlockLayout& layout = *where;
     at::Tensor out = at::zeros_like(q), lse = at::full({q.size(0), H, q.size(2), 1}, kNegInf, q.options());
+    // Merges a block's output and log-sum-exp into the running ones; step 0 is this rank's own
+    // block, which holds every query's diagonal, so lse is finite from then on and no
+    // −inf − (−inf) appears.
+    auto merge = [&](const at::Tensor& o_blk, const at::Tensor& l_blk) {
+      const at::Tensor merged = at::logaddexp(lse, l_blk);
+      out = out * at::exp(lse - merged) + o_blk * at::exp(l_blk - merged);
+      lse = merged;
+    };
     for (int64_t step = 0; step < P; ++step) {
       const int64_t j = (r - step + P) % P;  // the block visiting now
-      // CPU: bounds decide, the tiled kernel masks; CUDA: the explicit mask for composite ops.
-      const at::Tensor mask = can_flash(q) ? at::Tensor() : visible(layout, r, j);
-      const Block kind = can_flash(q) ? kind_by_bounds(layout, r, j) : kind_of(mask, j == r, false);
-      if (kind != Block::skip) {
-        // Merge by log-sum-exp; step 0 is this rank's own block, which holds every query's
-        // diagonal, so lse is finite from then on and no −inf − (−inf) appears.
-        if (kind == Block::masked && !q.is_cuda()) {
-          const auto t = kernels::attention_fused_forward(q, kv.narrow(-1, 0, d), kv.narrow(-1, d, d), {},
-                                                          block_spec(layout, r, j, scale));
-          // The tiles mark a row that sees none of the block's keys with +∞; it adds no mass.
-          const at::Tensor l = t.lse.unsqueeze(-1).masked_fill(t.lse.unsqueeze(-1).isinf(), kNegInf);
-          const at::Tensor merged = at::logaddexp(lse, l);
-          out = out * at::exp(lse - merged) + t.out * at::exp(l - merged);
-          lse = merged;
-          if (step + 1 < P) kv = pass_on(kv, *ring);
-          continue;
-        }
+      at::Tensor mask;
+      const Block kind = kind_of(layout, r, j, q, mask);
+      if (kind == Block::tiled) {
+        const auto t = kernels::attention_fused_forward(q, kv.narrow(-1, 0, d), kv.narrow(-1, d, d), {},
+                                                        block_spec(layout, r, j, scale));
+        // The tiles mark a row that sees none of the block's keys with +∞; it adds no mass.
+        const at::Tensor l = t.lse.unsqueeze(-1);
+        merge(t.out, l.masked_fill(l.isinf(), kNegInf));
+      } else if (kind != Block::skip) {
         at::Tensor k = widen(kv.narrow(-1, 0, d), H).contiguous(), v = widen(kv.narrow(-1, d, d), H).contiguous();
-        if (kind == Block::masked) {
+        if (kind == Block::composite) {
           at::Tensor s = (at::matmul(q, k.transpose(-1, -2)) * scale).masked_fill(mask.logical_not(), kNegInf);
           at::Tensor merged = at::logaddexp(lse, at::logsumexp(s, -1, true));
           out = out * at::exp(lse - merged) + at::matmul(at::exp(s - merged), v);
@@ -156,9 +150,7 @@ class RingAttention : public torch::autograd::Function<RingAttention> {
         } else {
           auto [o_blk, lse_blk] =
               at::_scaled_dot_product_flash_attention_for_cpu(q, k, v, 0.0, kind == Block::causal, {}, scale);
-          at::Tensor l = lse_blk.unsqueeze(-1).to(acc), merged = at::logaddexp(lse, l);
-          out = out * at::exp(lse - merged) + o_blk.to(acc) * at::exp(l - merged);
-          lse = merged;
+          merge(o_blk.to(acc), lse_blk.unsqueeze(-1).to(acc));
         }
       }
       if (step + 1 < P) kv = pass_on(kv, *ring);
@@ -189,33 +181,29 @@ class RingAttention : public torch::autograd::Function<RingAttention> {
     at::Tensor blk = at::cat({k_in.to(acc), v_in.to(acc), at::zeros_like(k_in, acc), at::zeros_like(v_in, acc)}, -1);
     for (int64_t step = 0; step < P; ++step) {
       const int64_t j = (r - step + P) % P;
-      // CPU: bounds decide, the tiled kernel masks; CUDA: the explicit mask for composite ops.
-      const at::Tensor mask = can_flash(q) ? at::Tensor() : visible(layout, r, j);
-      const Block kind = can_flash(q) ? kind_by_bounds(layout, r, j) : kind_of(mask, j == r, false);
+      at::Tensor mask;
+      const Block kind = kind_of(layout, r, j, q, mask);
       if (kind != Block::skip) {
-        at::Tensor dk, dv;
-        if (kind == Block::masked && !q.is_cuda()) {
-          // With the global output and lse the tiles give this block's exact share, per kv head.
+        at::Tensor dk, dv;  // this block's share, per query head (per kv head from the tiles)
+        if (kind == Block::tiled) {
+          // With the global output and lse the tiles give this block's exact share.
           const auto g = kernels::attention_fused_backward(q, blk.narrow(-1, 0, d), blk.narrow(-1, d, d), {}, out,
                                                            lse.squeeze(-1), dout, block_spec(layout, r, j, scale));
-          blk = at::cat({blk.narrow(-1, 0, 2 * d), blk.narrow(-1, 2 * d, d) + g.dk.to(acc),
-                         blk.narrow(-1, 3 * d, d) + g.dv.to(acc)}, -1);
-          dq = dq + g.dq.to(acc);
-          blk = step + 1 < P ? pass_on(blk, *ring) : pass_on(blk.narrow(-1, 2 * d, 2 * d), *ring);
-          continue;
-        }
-        at::Tensor k = widen(blk.narrow(-1, 0, d), H).contiguous(), v = widen(blk.narrow(-1, d, d), H).contiguous();
-        if (kind == Block::masked) {
-          at::Tensor s = (at::matmul(q, k.transpose(-1, -2)) * scale).masked_fill(mask.logical_not(), kNegInf);
-          at::Tensor p = at::exp(s - lse);                           // this block's attention weights
-          at::Tensor ds = p * (at::matmul(dout, v.transpose(-1, -2)) - D);
-          dq = dq + at::matmul(ds, k) * scale;
-          dk = at::matmul(ds.transpose(-1, -2), q) * scale, dv = at::matmul(p.transpose(-1, -2), dout);
+          dq = dq + g.dq.to(acc), dk = g.dk.to(acc), dv = g.dv.to(acc);
         } else {
-          // The flash backward with the GLOBAL output and lse gives this block's exact share.
-          auto [dq_b, dk_b, dv_b] = at::_scaled_dot_product_flash_attention_for_cpu_backward(
-              dout, q, k, v, out, lse.squeeze(-1), 0.0, kind == Block::causal, {}, scale);
-          dq = dq + dq_b, dk = dk_b, dv = dv_b;
+          at::Tensor k = widen(blk.narrow(-1, 0, d), H).contiguous(), v = widen(blk.narrow(-1, d, d), H).contiguous();
+          if (kind == Block::composite) {
+            at::Tensor s = (at::matmul(q, k.transpose(-1, -2)) * scale).masked_fill(mask.logical_not(), kNegInf);
+            at::Tensor p = at::exp(s - lse);  // this block's attention weights
+            at::Tensor ds = p * (at::matmul(dout, v.transpose(-1, -2)) - D);
+            dq = dq + at::matmul(ds, k) * scale;
+            dk = at::matmul(ds.transpose(-1, -2), q) * scale, dv = at::matmul(p.transpose(-1, -2), dout);
+          } else {
+            // The flash backward with the GLOBAL output and lse gives this block's exact share.
+            auto [dq_b, dk_b, dv_b] = at::_scaled_dot_product_flash_attention_for_cpu_backward(
+                dout, q, k, v, out, lse.squeeze(-1), 0.0, kind == Block::causal, {}, scale);
+            dq = dq + dq_b, dk = dk_b, dv = dv_b;
+          }
         }
         blk = at::cat({blk.narrow(-1, 0, 2 * d), blk.narrow(-1, 2 * d, d) + narrow_heads(dk, Hkv),
                        blk.narrow(-1, 3 * d, d) + narrow_heads(dv, Hkv)}, -1);

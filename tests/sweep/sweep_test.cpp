@@ -116,12 +116,18 @@ TEST(Sweep, EveryPointOfTheShippedSweepRecipesIsAValidConfig) {
   EXPECT_GE(points, 44);
 }
 
-TEST(Sweep, ASweepRecordsFailuresSkipsFinishedRunsAndResumesInterruptedOnes) {
-  testing::TinyRun r;
+/// A quiet sweep of the tiny recipe through the attnlab binary.
+sweep::SweepOptions tiny_sweep(const testing::TinyRun& r) {
   sweep::SweepOptions o;
   o.recipe = r.recipe;
   o.binary = ATTNLAB_BINARY;
   o.quiet = true;
+  return o;
+}
+
+TEST(Sweep, ASweepRecordsFailuresSkipsFinishedRunsAndResumesInterruptedOnes) {
+  testing::TinyRun r;
+  sweep::SweepOptions o = tiny_sweep(r);
   o.jobs = 2;
   o.overrides = {"train.steps=4", "checkpoint.every=2", "checkpoint.keep=3", "eval.every=2", "eval.batches=1",
                  "log.every=1"};
@@ -165,10 +171,7 @@ TEST(Sweep, APointThatAsksForProcessesTrainsThroughLaunch) {
   // --nproc-per-node 2 -- train ...` (every rank's output in its log) and the 1-process point
   // next to it stays a plain `attnlab train`.
   testing::TinyRun r;
-  sweep::SweepOptions o;
-  o.recipe = r.recipe;
-  o.binary = ATTNLAB_BINARY;
-  o.quiet = true;
+  sweep::SweepOptions o = tiny_sweep(r);
   o.overrides = {"train.steps=2", "eval.every=2", "eval.batches=1", "log.every=1", "parallel.timeout_s=60"};
   o.grid = {"parallel.dp=1,2"};
   ASSERT_EQ(sweep::run_sweep(o), 0);

@@ -27,30 +27,13 @@
 #include "kernels/attention/fused_cpu.h"
 #include "kernels/attention/fused_cuda.h"
 #include "kernels/attention/reference.h"
-#include "tools/common/median_time.h"
-
-#ifdef ATTNLAB_WITH_CUDA
-#include <cuda_runtime.h>
-#endif
+#include "tools/gpu/check_common.h"
 
 using namespace attnlab::kernels;
+using attnlab::gpu_check::rel_rms;
+using attnlab::gpu_check::time_ms;
 
 namespace {
-
-void sync(const at::Device& d) {
-#ifdef ATTNLAB_WITH_CUDA
-  if (d.is_cuda()) cudaDeviceSynchronize();
-#endif
-  (void)d;
-}
-
-/// RMS error relative to the reference's RMS; absolute where the reference is zero (the key
-/// gradients of a softmax over one key are exactly 0).
-double rel_rms(const at::Tensor& ref, const at::Tensor& got) {
-  at::Tensor r = ref.detach().cpu().to(at::kDouble), g = got.detach().cpu().to(at::kDouble);
-  const double scale = r.pow(2).mean().sqrt().item<double>();
-  return (g - r).pow(2).mean().sqrt().item<double>() / (scale > 1e-10 ? scale : 1.0);
-}
 
 /// One mask of the spec, built for q [B, H, Tq, ·] and k [B, Hkv, Tk, ·] (CPU tensors).
 struct Case {
@@ -139,11 +122,6 @@ bool check(const at::Device& device, at::ScalarType dtype, const Case& c, int64_
               c10::toString(dtype), c.name, (long long)Tq, (long long)Tk, (long long)d, (long long)H, (long long)Hkv,
               worst, worst_name.c_str(), tol, ok ? "pass" : "FAIL");
   return ok;
-}
-
-template <class F>
-double time_ms(const at::Device& device, F&& f, int reps) {
-  return attnlab::tools::median_ms([&] { f(); sync(device); }, reps);
 }
 
 /// Measured GEMM throughput (TFLOP/s) of an n × n × n matmul in `dtype`: the denominator the

@@ -19,27 +19,13 @@
 #include <vector>
 
 #include "kernels/linear/api.h"
-#include "tools/common/median_time.h"
-
-#ifdef ATTNLAB_WITH_CUDA
-#include <cuda_runtime.h>
-#endif
+#include "tools/gpu/check_common.h"
 
 using namespace attnlab::kernels;
+using attnlab::gpu_check::rel_rms;
+using attnlab::gpu_check::time_ms;
 
 namespace {
-void sync(const at::Device& d) {
-#ifdef ATTNLAB_WITH_CUDA
-  if (d.is_cuda()) cudaDeviceSynchronize();
-#endif
-  (void)d;
-}
-
-double rel_rms(const at::Tensor& ref, const at::Tensor& got) {
-  at::Tensor r = ref.detach().cpu().to(at::kDouble), g = got.detach().cpu().to(at::kDouble);
-  return (g - r).pow(2).mean().sqrt().item<double>() / std::max(r.pow(2).mean().sqrt().item<double>(), 1e-300);
-}
-
 struct Result {
   std::vector<at::Tensor> tensors;  // out, state, dq, dk, dv, dg, ds0
 };
@@ -86,12 +72,6 @@ bool check(const at::Device& device, at::ScalarType dtype, const std::string& ke
   std::printf("| %s | %s | %s | %lld | %.2e | %.0e | %s |\n", device.str().c_str(), c10::toString(dtype),
               kernel.c_str(), static_cast<long long>(T), worst, tol, ok ? "pass" : "FAIL");
   return ok;
-}
-
-/// Median ms of f() on `device`, synchronising after every call.
-template <class F>
-double time_ms(const at::Device& device, F&& f, int reps) {
-  return attnlab::tools::median_ms([&] { f(); sync(device); }, reps);
 }
 
 void bench(const at::Device& device, at::ScalarType dtype, int64_t B, int64_t H, int64_t d,

@@ -36,19 +36,14 @@ __global__ void __launch_bounds__(kThreads)
               const T* __restrict__ dout, const float* __restrict__ lse, const float* __restrict__ dsum, Dims n, Mask m,
               float* __restrict__ dq) {
   constexpr int D = DPT * kLanes;
-  __shared__ float ks[kTile][D], vs[kTile][D];
-  __shared__ KeyCol cols[kTile];
-  __shared__ float col_bias[kTile];
-  __shared__ bool col_ok[kTile], row_live[kRows];
-  __shared__ QueryRow rows[kRows];
-  __shared__ Bounds row_bounds, col_bounds;
+  __shared__ KeyTile<D> kt;
+  __shared__ RowBlock rb;
   const int lane = threadIdx.x % kLanes, r = threadIdx.x / kLanes;
   const int64_t bh = blockIdx.y, b = bh / n.H, g = (bh % n.H) / n.group();
   const int64_t i = blockIdx.x * static_cast<int64_t>(kRows) + r;
   const bool in_range = i < n.Tq;
   const bool live = in_range && (!m.active || m.active[bh * n.Tq + i]);
   const QueryRow row = in_range ? query_row(m, b, i, n.Tq) : QueryRow{i, 0, 0};
-  if (lane == 0) rows[r] = row, row_live[r] = live;
   const float row_lse = in_range ? lse[bh * n.Tq + i] : 0.f, row_d = in_range ? dsum[bh * n.Tq + i] : 0.f;
   float qr[DPT], dor[DPT], acc[DPT];
   _Pragma("unroll") for (int x = 0; x < DPT; ++x) {
@@ -58,37 +53,19 @@ __global__ void __launch_bounds__(kThreads)
     dor[x] = in ? load(dout, (bh * n.Tq + i) * n.d + dd) : 0.f;
     acc[x] = 0.f;
   }
-  __syncthreads();
-  if (threadIdx.x == 0) reduce_bounds(rows, row_live, kRows, &row_bounds);
-  const int64_t kv = (b * n.Hkv + g) * n.Tk;
+  publish_rows(rb, r, row, live);
   for (int64_t j0 = 0; j0 < n.Tk; j0 += kTile) {
-    __syncthreads();
-    if (threadIdx.x < kTile) {
-      const int64_t j = j0 + threadIdx.x;
-      col_ok[threadIdx.x] = j < n.Tk;
-      if (j < n.Tk) cols[threadIdx.x] = key_col(m, n, b, g, j), col_bias[threadIdx.x] = bias ? bias[kv + j] : 0.f;
-    }
-    __syncthreads();
-    if (threadIdx.x == 0) reduce_bounds(cols, col_ok, kTile, &col_bounds);
-    __syncthreads();
-    if (disjoint(m, row_bounds, col_bounds)) continue;
-    for (int e = threadIdx.x; e < kTile * D; e += kThreads) {
-      const int c = e / D, dd = e % D;
-      const bool in = j0 + c < n.Tk && dd < n.d;
-      ks[c][dd] = in ? load(k, (kv + j0 + c) * n.d + dd) : 0.f;
-      vs[c][dd] = in ? load(v, (kv + j0 + c) * n.d + dd) : 0.f;
-    }
-    __syncthreads();
+    if (!load_key_tile(kt, k, v, bias, n, m, b, g, j0, rb.bounds)) continue;
     for (int c = 0; c < kTile; ++c) {
       float s = 0.f, dp = 0.f;
       _Pragma("unroll") for (int x = 0; x < DPT; ++x) {
-        s += qr[x] * ks[c][x * kLanes + lane];
-        dp += dor[x] * vs[c][x * kLanes + lane];
+        s += qr[x] * kt.kv.a[c][x * kLanes + lane];
+        dp += dor[x] * kt.kv.b[c][x * kLanes + lane];
       }
       s = row_sum(s), dp = row_sum(dp);
-      if (!live || !col_ok[c] || !visible(m, n, b, g, row, cols[c])) continue;
-      const float ds = weight_and_grad(n, n.scale * s + col_bias[c], dp, row_lse, row_d).y;
-      _Pragma("unroll") for (int x = 0; x < DPT; ++x) acc[x] += ds * ks[c][x * kLanes + lane];
+      if (!live || !kt.ok[c] || !visible(m, n, b, g, row, kt.cols[c])) continue;
+      const float ds = weight_and_grad(n, n.scale * s + kt.bias[c], dp, row_lse, row_d).y;
+      _Pragma("unroll") for (int x = 0; x < DPT; ++x) acc[x] += ds * kt.kv.a[c][x * kLanes + lane];
     }
   }
   if (!in_range) return;
@@ -104,7 +81,7 @@ __global__ void __launch_bounds__(kThreads)
                const T* __restrict__ dout, const float* __restrict__ lse, const float* __restrict__ dsum, Dims n,
                Mask m, float* __restrict__ dk, float* __restrict__ dv, float* __restrict__ dbias) {
   constexpr int D = DPT * kLanes;
-  __shared__ float qs[kTile][D], dos[kTile][D];
+  __shared__ PairTile<D> qd;  // Q and dO of one query tile
   __shared__ QueryRow rows[kTile];
   __shared__ float row_lse[kTile], row_d[kTile];
   __shared__ bool row_live[kTile], col_ok[kRows];
@@ -144,25 +121,20 @@ __global__ void __launch_bounds__(kThreads)
       if (threadIdx.x == 0) reduce_bounds(rows, row_live, kTile, &row_bounds);
       __syncthreads();
       if (disjoint(m, row_bounds, col_bounds)) continue;
-      for (int e = threadIdx.x; e < kTile * D; e += kThreads) {
-        const int rr = e / D, dd = e % D;
-        const bool in = i0 + rr < n.Tq && dd < n.d;
-        qs[rr][dd] = in ? load(q, (bh * n.Tq + i0 + rr) * n.d + dd) : 0.f;
-        dos[rr][dd] = in ? load(dout, (bh * n.Tq + i0 + rr) * n.d + dd) : 0.f;
-      }
+      load_pair(qd, q, dout, bh * n.Tq, i0, n.Tq, n.d);
       __syncthreads();
       for (int rr = 0; rr < kTile; ++rr) {
         float s = 0.f, dp = 0.f;
         _Pragma("unroll") for (int x = 0; x < DPT; ++x) {
-          s += qs[rr][x * kLanes + lane] * kr[x];
-          dp += dos[rr][x * kLanes + lane] * vr[x];
+          s += qd.a[rr][x * kLanes + lane] * kr[x];
+          dp += qd.b[rr][x * kLanes + lane] * vr[x];
         }
         s = row_sum(s), dp = row_sum(dp);
         if (!in_range || !row_live[rr] || !visible(m, n, b, g, rows[rr], col)) continue;
         const float2 w = weight_and_grad(n, n.scale * s + key_bias, dp, row_lse[rr], row_d[rr]);
         _Pragma("unroll") for (int x = 0; x < DPT; ++x) {
-          dva[x] += w.x * dos[rr][x * kLanes + lane];
-          dka[x] += w.y * qs[rr][x * kLanes + lane];
+          dva[x] += w.x * qd.b[rr][x * kLanes + lane];
+          dka[x] += w.y * qd.a[rr][x * kLanes + lane];
         }
         db += w.y;
       }

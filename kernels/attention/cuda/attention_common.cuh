@@ -138,6 +138,70 @@ __device__ __forceinline__ bool disjoint(const Mask& m, const Bounds& qs, const 
   return false;
 }
 
+/// Shared memory for kTile rows of two [·, d] matrices (K and V, or Q and dO), zero-padded to D.
+template <int D>
+struct PairTile {
+  float a[kTile][D], b[kTile][D];
+};
+
+/// Every thread of the block: rows r0.. (of `rows`, from row `base` of x and y) into t.
+template <class T, int D>
+__device__ void load_pair(PairTile<D>& t, const T* x, const T* y, int64_t base, int64_t r0, int64_t rows, int64_t d) {
+  for (int e = threadIdx.x; e < kTile * D; e += kThreads) {
+    const int c = e / D, dd = e % D;
+    const bool in = r0 + c < rows && dd < d;
+    t.a[c][dd] = in ? load(x, (base + r0 + c) * d + dd) : 0.f;
+    t.b[c][dd] = in ? load(y, (base + r0 + c) * d + dd) : 0.f;
+  }
+}
+
+/// The rows of a forward or dq block and the bounds of its live ones.
+struct RowBlock {
+  QueryRow rows[kRows];
+  bool live[kRows];
+  Bounds bounds;
+};
+
+/// Every thread: publishes its row (lane 0 of each) and thread 0 their bounds, which the other
+/// threads read after the next barrier (load_key_tile's first).
+__device__ inline void publish_rows(RowBlock& rb, int r, const QueryRow& row, bool live) {
+  if (threadIdx.x % kLanes == 0) rb.rows[r] = row, rb.live[r] = live;
+  __syncthreads();
+  if (threadIdx.x == 0) reduce_bounds(rb.rows, rb.live, kRows, &rb.bounds);
+}
+
+/// One tile of kTile keys: K and V, their visibility data and bias, and their bounds.
+template <int D>
+struct KeyTile {
+  PairTile<D> kv;
+  KeyCol cols[kTile];
+  float bias[kTile];
+  bool ok[kTile];
+  Bounds bounds;
+};
+
+/// Every thread of the block, once per key tile: keys j0.. of (b, g) into t unless their bounds
+/// exclude every pair with the block's rows; returns whether they were loaded (the same answer
+/// on every thread, so a skipped tile keeps the block in step).
+template <class T, int D>
+__device__ bool load_key_tile(KeyTile<D>& t, const T* k, const T* v, const float* bias, const Dims& n, const Mask& m,
+                              int64_t b, int64_t g, int64_t j0, const Bounds& rows) {
+  const int64_t kv = (b * n.Hkv + g) * n.Tk;
+  __syncthreads();  // the previous tile is consumed and the rows' bounds are written
+  if (threadIdx.x < kTile) {
+    const int64_t j = j0 + threadIdx.x;
+    t.ok[threadIdx.x] = j < n.Tk;
+    if (j < n.Tk) t.cols[threadIdx.x] = key_col(m, n, b, g, j), t.bias[threadIdx.x] = bias ? bias[kv + j] : 0.f;
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) reduce_bounds(t.cols, t.ok, kTile, &t.bounds);
+  __syncthreads();
+  if (disjoint(m, rows, t.bounds)) return false;
+  load_pair(t.kv, k, v, kv, j0, n.Tk, n.d);
+  __syncthreads();
+  return true;
+}
+
 /// The device copies of a spec's tensors (kept alive for the launches) and their pointers.
 struct DeviceSpec {
   at::Tensor q_pos, k_pos, q_doc, k_doc, keep, until, active;

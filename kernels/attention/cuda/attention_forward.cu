@@ -38,53 +38,30 @@ __global__ void __launch_bounds__(kThreads)
     forward_kernel(const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ v,
                    const float* __restrict__ bias, Dims n, Mask m, T* __restrict__ out, float* __restrict__ lse) {
   constexpr int D = DPT * kLanes;
-  __shared__ float ks[kTile][D], vs[kTile][D];
-  __shared__ KeyCol cols[kTile];
-  __shared__ float col_bias[kTile];
-  __shared__ bool col_ok[kTile], row_live[kRows];
-  __shared__ QueryRow rows[kRows];
-  __shared__ Bounds row_bounds, col_bounds;
+  __shared__ KeyTile<D> kt;
+  __shared__ RowBlock rb;
   const int lane = threadIdx.x % kLanes, r = threadIdx.x / kLanes;
   const int64_t bh = blockIdx.y, b = bh / n.H, g = (bh % n.H) / n.group();
   const int64_t i = blockIdx.x * static_cast<int64_t>(kRows) + r;
   const bool in_range = i < n.Tq;
   const bool live = in_range && (!m.active || m.active[bh * n.Tq + i]);
   const QueryRow row = in_range ? query_row(m, b, i, n.Tq) : QueryRow{i, 0, 0};
-  if (lane == 0) rows[r] = row, row_live[r] = live;
   float qr[DPT], acc[DPT];
   _Pragma("unroll") for (int x = 0; x < DPT; ++x) {
     const int dd = x * kLanes + lane;
     qr[x] = in_range && dd < n.d ? load(q, (bh * n.Tq + i) * n.d + dd) : 0.f;
     acc[x] = 0.f;
   }
-  __syncthreads();
-  if (threadIdx.x == 0) reduce_bounds(rows, row_live, kRows, &row_bounds);
+  publish_rows(rb, r, row, live);
   float mx = -INFINITY, l = 0.f;
-  const int64_t kv = (b * n.Hkv + g) * n.Tk;
   for (int64_t j0 = 0; j0 < n.Tk; j0 += kTile) {
-    __syncthreads();  // the previous tile is consumed and row_bounds is written
-    if (threadIdx.x < kTile) {
-      const int64_t j = j0 + threadIdx.x;
-      col_ok[threadIdx.x] = j < n.Tk;
-      if (j < n.Tk) cols[threadIdx.x] = key_col(m, n, b, g, j), col_bias[threadIdx.x] = bias ? bias[kv + j] : 0.f;
-    }
-    __syncthreads();
-    if (threadIdx.x == 0) reduce_bounds(cols, col_ok, kTile, &col_bounds);
-    __syncthreads();
-    if (disjoint(m, row_bounds, col_bounds)) continue;  // the same answer on every thread
-    for (int e = threadIdx.x; e < kTile * D; e += kThreads) {
-      const int c = e / D, dd = e % D;
-      const bool in = j0 + c < n.Tk && dd < n.d;
-      ks[c][dd] = in ? load(k, (kv + j0 + c) * n.d + dd) : 0.f;
-      vs[c][dd] = in ? load(v, (kv + j0 + c) * n.d + dd) : 0.f;
-    }
-    __syncthreads();
+    if (!load_key_tile(kt, k, v, bias, n, m, b, g, j0, rb.bounds)) continue;
     for (int c = 0; c < kTile; ++c) {
       float s = 0.f;
-      _Pragma("unroll") for (int x = 0; x < DPT; ++x) s += qr[x] * ks[c][x * kLanes + lane];
+      _Pragma("unroll") for (int x = 0; x < DPT; ++x) s += qr[x] * kt.kv.a[c][x * kLanes + lane];
       s = row_sum(s);
-      if (!live || !col_ok[c] || !visible(m, n, b, g, row, cols[c])) continue;
-      const float z = n.scale * s + col_bias[c];
+      if (!live || !kt.ok[c] || !visible(m, n, b, g, row, kt.cols[c])) continue;
+      const float z = n.scale * s + kt.bias[c];
       if (z == -INFINITY) continue;  // weight 0 (and exp(−∞ − −∞) would be NaN while mx is −∞)
       float p;
       if (n.sigmoid) {
@@ -99,7 +76,7 @@ __global__ void __launch_bounds__(kThreads)
         p = expf(z - mx);
         l += p;
       }
-      _Pragma("unroll") for (int x = 0; x < DPT; ++x) acc[x] += p * vs[c][x * kLanes + lane];
+      _Pragma("unroll") for (int x = 0; x < DPT; ++x) acc[x] += p * kt.kv.b[c][x * kLanes + lane];
     }
   }
   if (!in_range) return;
