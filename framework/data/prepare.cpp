@@ -1,6 +1,7 @@
 #include "framework/data/prepare.h"
 
 #include <algorithm>
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -143,7 +144,10 @@ PrepareStats prepare_shards(const std::vector<std::string>& inputs, const Tokeni
   fs::path out = fs::path(out_dir).lexically_normal();
   if (out.filename().empty()) out = out.parent_path();
   check_replaceable(out.string(), what);
-  const fs::path tmp = out.parent_path() / (out.filename().string() + ".tmp." + std::to_string(::getpid()));
+  // pid and a counter: two threads of one process preparing the same folder never share a temp.
+  static std::atomic<int64_t> preparations{0};
+  const fs::path tmp = out.parent_path() / fmt::format("{}.tmp.{}.{}", out.filename().string(), ::getpid(),
+                                                       preparations++);
   remove_tree(tmp.string());
   fs::create_directories(tmp);
   PrepareStats stats;

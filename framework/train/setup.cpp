@@ -14,6 +14,7 @@
 #include "framework/data/prepare.h"
 #include "framework/data/sampler.h"
 #include "framework/util/atomic_file.h"
+#include "framework/util/run_lock.h"
 
 namespace fs = std::filesystem;
 
@@ -46,18 +47,31 @@ bool holds_train_shards(const std::string& dir) {
   return false;
 }
 
+/// `<parent>/.<name>.lock` beside data.dir: the folder itself is replaced by a rename.
+std::string prepare_lock_path(const std::string& dir) {
+  fs::path out = fs::path(dir).lexically_normal();
+  if (out.filename().empty()) out = out.parent_path();
+  return (out.parent_path() / fmt::format(".{}.lock", out.filename().string())).string();
+}
+
 }  // namespace
 
 std::shared_ptr<const TokenStream> open_split(const RunConfig& cfg, const std::string& split) {
   const DataConfig& d = cfg.data;
-  if (!holds_train_shards(d.dir) && !d.prepare_from.empty()) {
-    // data.dir is replaced only when absent, empty or ours (docs/data.md).
-    auto tok = make_tokenizer(d);
-    auto stats = prepare_shards({d.prepare_from}, *tok, d.dir, d.val_fraction,
-                                static_cast<uint64_t>(cfg.run.seed), 100'000'000, "config: data.dir");
-    fmt::print("data: prepared {} documents from {} files of {}: {} train / {} val tokens in {}\n",
-               stats.documents, stats.files, d.prepare_from, stats.train_tokens, stats.val_tokens,
-               d.dir);
+  if (!d.prepare_from.empty() && !holds_train_shards(d.dir)) {
+    // Sweep jobs and data-parallel ranks may all find data.dir missing at once. One prepares
+    // under the lock; the others wait and then find its shards. Without the lock a late
+    // preparer replaces the folder while an early one is opening it (docs/data.md).
+    WaitingFileLock lock(prepare_lock_path(d.dir));
+    if (!holds_train_shards(d.dir)) {
+      // data.dir is replaced only when absent, empty or ours (docs/data.md).
+      auto tok = make_tokenizer(d);
+      auto stats = prepare_shards({d.prepare_from}, *tok, d.dir, d.val_fraction,
+                                  static_cast<uint64_t>(cfg.run.seed), 100'000'000, "config: data.dir");
+      fmt::print("data: prepared {} documents from {} files of {}: {} train / {} val tokens in {}\n",
+                 stats.documents, stats.files, d.prepare_from, stats.train_tokens, stats.val_tokens,
+                 d.dir);
+    }
   }
   return std::make_shared<const TokenStream>(d.dir, split);
 }

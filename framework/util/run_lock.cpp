@@ -1,5 +1,6 @@
 #include "framework/util/run_lock.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <sys/file.h>
 #include <unistd.h>
@@ -31,6 +32,24 @@ RunLock::RunLock(const std::string& run_dir) {
 }
 
 RunLock::~RunLock() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+WaitingFileLock::WaitingFileLock(const std::string& path) {
+  const std::filesystem::path parent = std::filesystem::path(path).parent_path();
+  if (!parent.empty()) std::filesystem::create_directories(parent);
+  fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd_ < 0) throw std::runtime_error(path + ": cannot open the lock file");
+  int rc = 0;
+  while ((rc = ::flock(fd_, LOCK_EX)) != 0 && errno == EINTR) {
+  }
+  if (rc != 0) {
+    ::close(fd_);
+    throw std::runtime_error(path + ": cannot take the lock");
+  }
+}
+
+WaitingFileLock::~WaitingFileLock() {
   if (fd_ >= 0) ::close(fd_);
 }
 

@@ -19,4 +19,17 @@ class RunLock {
   int fd_ = -1;
 };
 
+/// An exclusive lock on the file `path` (created, with its folder, if needed) that waits for
+/// its holder, for work that many processes may start at once but only one should do.
+class WaitingFileLock {
+ public:
+  explicit WaitingFileLock(const std::string& path);
+  ~WaitingFileLock();
+  WaitingFileLock(const WaitingFileLock&) = delete;
+  WaitingFileLock& operator=(const WaitingFileLock&) = delete;
+
+ private:
+  int fd_ = -1;
+};
+
 }  // namespace attnlab

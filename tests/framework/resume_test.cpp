@@ -1,6 +1,7 @@
 // The trainer's use of the run folder: refusing before writing, resuming from the newest
 // verified checkpoint with every state field checked against the config, one log curve across
 // a resume, cleanup of dead runs' leftovers, the run lock, and data folders it must not touch.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -11,11 +12,13 @@
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
+#include <thread>
 
 #include "framework/checkpoint/checkpoint.h"
 #include "framework/data/prepare.h"
 #include "framework/data/sampler.h"
 #include "framework/log/run_logs.h"
+#include "framework/train/setup.h"
 #include "framework/train/trainer.h"
 #include "framework/util/atomic_file.h"
 #include "tests/common/test_util.h"
@@ -211,6 +214,31 @@ TEST(Data, NeverReplacesAFolderItDidNotPrepare) {
   auto tok = make_tokenizer("byte", "");
   EXPECT_THROW(prepare_shards({r.dir + "/corpus.txt"}, *tok, mine, 0.1), std::runtime_error);
   EXPECT_EQ(read_file(mine + "/thesis.tex"), "years of work");
+}
+
+TEST(Data, RunsStartingTogetherPrepareTheSharedDataFolderOnce) {
+  // Sweep jobs and data-parallel ranks share data.dir. Unserialised, a second preparer removed
+  // the first one's folder to rename its own over it while the first was opening it.
+  TinyRun r;
+  for (int round = 0; round < 6; ++round) {
+    const std::string dir = fmt::format("{}/shared-{}", r.dir, round);
+    const RunConfig cfg = r.config({"data.dir=" + dir});
+    std::vector<std::string> errors(4);
+    std::vector<std::thread> runs;
+    for (size_t i = 0; i < errors.size(); ++i)
+      runs.emplace_back([&, i] {
+        try {
+          EXPECT_GT(open_split(cfg, "train")->size(), 0);
+          EXPECT_GT(open_split(cfg, "val")->size(), 0);
+        } catch (const std::exception& e) {
+          errors[i] = e.what();
+        }
+      });
+    for (auto& t : runs) t.join();
+    for (const auto& e : errors) EXPECT_EQ(e, "") << "round " << round;
+  }
+  for (const auto& e : fs::directory_iterator(r.dir))
+    EXPECT_EQ(e.path().filename().string().find(".tmp."), std::string::npos) << e.path();
 }
 
 TEST(Data, AValidationSplitShorterThanOneWindowFailsAtStart) {
