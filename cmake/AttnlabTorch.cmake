@@ -36,3 +36,18 @@ endif()
 
 find_package(Torch REQUIRED)
 message(STATUS "attnlab: torch ${Torch_VERSION} from ${TORCH_INSTALL_PREFIX}")
+
+# at::parallel_for is a header template (ATen/ParallelOpenMP.h): it splits work across threads
+# only in files compiled with -fopenmp, and runs everything on the calling thread otherwise.
+# Targets that call it link attnlab_openmp. Their OpenMP calls must reach the runtime torch itself
+# loads (the wheel bundles its own libgomp.so.1), so that one is linked, not the compiler's.
+find_library(ATTNLAB_TORCH_GOMP NAMES libgomp.so.1 PATHS "${TORCH_INSTALL_PREFIX}/lib" NO_DEFAULT_PATH)
+add_library(attnlab_openmp INTERFACE)
+target_compile_options(attnlab_openmp INTERFACE $<$<COMPILE_LANGUAGE:CXX>:-fopenmp>)
+if(ATTNLAB_TORCH_GOMP)
+  target_link_libraries(attnlab_openmp INTERFACE "${ATTNLAB_TORCH_GOMP}")
+else()
+  find_package(OpenMP REQUIRED COMPONENTS CXX)
+  target_link_libraries(attnlab_openmp INTERFACE OpenMP::OpenMP_CXX)
+endif()
+message(STATUS "attnlab: OpenMP runtime ${ATTNLAB_TORCH_GOMP}")

@@ -20,9 +20,4 @@ std::pair<at::Tensor, MemoryState> memory_dual(const at::Tensor& q, const at::Te
                                                const at::Tensor& theta, const at::Tensor& alpha, const at::Tensor& eta,
                                                const MemoryState& state, const MemorySpec& spec);
 
-/// exp of the segment sums of x [..., n]: P[..., t, i] = exp(Σ_{i<k≤t} x_k) for i ≤ t, 0 above
-/// the diagonal; built by a masked cumulative sum (no differences of cumulative sums, so no
-/// cancellation and no −inf − −inf).
-at::Tensor segsum_exp(const at::Tensor& x);
-
 }  // namespace attnlab::kernels

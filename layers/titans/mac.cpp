@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "framework/dist/communicator.h"
-#include "kernels/titans/dual.h"
+#include "kernels/titans/fused_cpu.h"
 #include "kernels/titans/reference.h"
 #include "layers/swa/swa.h"
 #include "layers/titans/short_conv.h"
@@ -33,7 +33,7 @@ at::Tensor Titans::mac_context(const at::Tensor& h, const at::Tensor& s) const {
 at::Tensor Titans::mac_forward(const at::Tensor& x, const MixerContext& ctx) {
   TORCH_CHECK(!ctx.cp || ctx.cp->size() == 1, "titans: mac has no context-parallel strategy (sequential over segments)");
   const int64_t B = x.size(0), T = x.size(1), C = o_.segment;
-  const auto memory_kernel = ctx.kernel == "reference" ? kernels::memory_reference : kernels::memory_dual;
+  const kernels::MemoryKernel learn = kernels::memory_kernel(ctx.kernel, x.is_cuda());
   const at::Tensor queries = retrieval_queries(q_proj->forward(x), at::Tensor());  // [B, H, T, d]
   kernels::MemoryState memory = memory_start(B, x.scalar_type());
   MixerContext inner;  // one segment's attention: a fresh sequence, positions 0.. from P
@@ -51,7 +51,7 @@ at::Tensor Titans::mac_forward(const at::Tensor& x, const MixerContext& ctx) {
     const at::Tensor raw = raw_projections(y);
     const Projected p = project(y, raw, y_tail);
     y_tail = next_conv_tail(raw, y_tail, o_.conv);
-    auto [read, next] = memory_kernel(p.q, p.k, p.v, p.theta, p.alpha, p.eta, memory, spec_);
+    auto [read, next] = learn(p.q, p.k, p.v, p.theta, p.alpha, p.eta, memory, spec_);
     memory = std::move(next);
     out.push_back(gate_by_memory(y, readout(read, y)));
   }

@@ -11,7 +11,7 @@
 
 #include "framework/dist/sequence_collectives.h"
 #include "framework/model/parts.h"
-#include "kernels/titans/dual.h"
+#include "kernels/titans/fused_cpu.h"
 #include "kernels/titans/reference.h"
 #include "layers/swa/swa.h"
 #include "layers/titans/memory_cp.h"
@@ -149,8 +149,7 @@ at::Tensor Titans::readout(const at::Tensor& y, const at::Tensor& x) {
 
 at::Tensor Titans::memory_branch(const at::Tensor& x, const MixerContext& ctx) {
   auto run = [&](const Projected& p, const kernels::MemoryState& from) {
-    auto f = ctx.kernel == "reference" ? kernels::memory_reference : kernels::memory_dual;
-    return f(p.q, p.k, p.v, p.theta, p.alpha, p.eta, from, spec_);
+    return kernels::memory_kernel(ctx.kernel, x.is_cuda())(p.q, p.k, p.v, p.theta, p.alpha, p.eta, from, spec_);
   };
   if (!ctx.cp || ctx.cp->size() == 1) {
     const Projected p = project(x, raw_projections(x), at::Tensor());

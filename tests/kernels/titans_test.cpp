@@ -22,41 +22,16 @@
 #include <torch/csrc/autograd/autograd.h>
 
 #include "kernels/linear/reference.h"
+#include "kernels/titans/chunk_coefficients.h"
 #include "kernels/titans/dual.h"
 #include "kernels/titans/reference.h"
 #include "tests/common/test_util.h"
+#include "tests/kernels/titans_inputs.h"
 
 namespace attnlab::kernels {
 namespace {
 
-constexpr int64_t B = 2, H = 3, d = 4;
-
-struct Inputs {
-  at::Tensor q, k, v, theta, alpha, eta;
-  std::vector<at::Tensor> w0;
-};
-
-/// Random inputs of N tokens for an L-layer memory of widths d -> 2d -> ... -> d.
-Inputs random_inputs(int64_t N, int64_t L) {
-  Inputs in;
-  auto o = at::kDouble;
-  // Unit queries and keys, as the layer makes them, keep the inner steps stable (2θ‖k‖² < 2).
-  auto unit = [](const at::Tensor& x) { return x / x.norm(2, -1, true); };
-  in.q = unit(at::randn({B, H, N, d}, o)), in.k = unit(at::randn({B, H, N, d}, o)), in.v = at::randn({B, H, N, d}, o);
-  in.theta = 0.3 * at::rand({B, H, N}, o), in.alpha = 0.2 * at::rand({B, H, N}, o), in.eta = at::rand({B, H, N}, o);
-  for (int64_t l = 0; l < L; ++l) {
-    const int64_t a = l == 0 ? d : 2 * d, b = l + 1 == L ? d : 2 * d;
-    in.w0.push_back(at::randn({H, a, b}, o) / std::sqrt(static_cast<double>(a)));
-  }
-  return in;
-}
-
-MemoryState start(const Inputs& in, bool momentum) {
-  MemoryState s = initial_memory_state(in.w0, B, at::kDouble);
-  if (momentum)
-    for (auto& m : s.momentum) m = 0.1 * at::randn_like(m);
-  return s;
-}
+using namespace test_inputs;
 
 void expect_same_state(const std::string& what, const MemoryState& a, const MemoryState& b, double tol) {
   ASSERT_EQ(a.tau, b.tau) << what;

@@ -18,11 +18,14 @@ bool is_layer_bench(const std::string& mixer) { return mixer == "titans" || mixe
 
 int run_layer_bench(const LayerBenchArgs& a) {
   struct Row {
-    std::string label, type, options;
+    std::string label, type, options, kernel = "auto";
   };
-  const std::vector<Row> rows{{a.mixer + (a.options == "{}" ? "" : " " + a.options), a.mixer, a.options},
-                              {"gla", "gla", "{}"},
-                              {"softmax (sdpa)", "softmax", "{}"}};
+  const std::string name = a.mixer + (a.options == "{}" ? "" : " " + a.options);
+  std::vector<Row> rows{{name, a.mixer, a.options}};
+  // titans: auto is the fused CPU kernel; chunked, the torch dual form it replaced.
+  if (a.mixer == "titans") rows.back().label += " fused", rows.push_back({name + " chunked", a.mixer, a.options, "chunked"});
+  rows.push_back({"gla", "gla", "{}"});
+  rows.push_back({"softmax (sdpa)", "softmax", "{}"});
   fmt::print("layer benchmark, fp32 CPU, B {} D {}, median of {} (tokens/s; x: time vs the first length)\n", a.batch,
              a.dim, a.reps);
   for (const Row& row : rows) {
@@ -32,7 +35,7 @@ int run_layer_bench(const LayerBenchArgs& a) {
     std::vector<double> fwd, both;
     for (int64_t T : a.seq) {
       const at::Tensor x = at::randn({a.batch, T, a.dim}).requires_grad_();
-      const MixerContext ctx = kernel_context("auto", /*training=*/true);
+      const MixerContext ctx = kernel_context(row.kernel, /*training=*/true);
       const tools::MemoryWindow mem;
       fwd.push_back(tools::median_ms([&] { at::NoGradGuard g; m->forward(x, ctx); }, a.reps));
       both.push_back(tools::median_ms([&] {
