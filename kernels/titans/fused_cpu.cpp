@@ -169,6 +169,10 @@ class FusedMemory : public torch::autograd::Function<FusedMemory> {
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    // Grad mode is on here only when the caller asked for a graph of the gradients (create_graph);
+    // this backward is raw loops, so its results would silently carry no second derivative.
+    ATTNLAB_CHECK(!at::GradMode::is_enabled(), "titans: the fused memory kernel has no double backward ",
+                  "(create_graph); use train.kernel: chunked, the torch dual form, for higher-order gradients");
     ChunkShape shape;
     shape.n = ctx->saved_data["n"].toInt();
     shape.widths = ctx->saved_data["widths"].toIntVector();

@@ -13,7 +13,8 @@ namespace attnlab::kernels {
 /// Same contract as memory_dual (dual.h), on CPU with an fp32 or fp64 state: each (batch, head)
 /// walks its chunks with single-threaded GEMMs, and the backward is written by hand (it
 /// recomputes each chunk from its stored start state). A state inside a chunk (τ > 0) first
-/// finishes that chunk through memory_dual. First-order only: no double backward.
+/// finishes that chunk through memory_dual. First-order only: a double backward (create_graph)
+/// is refused with an error.
 std::pair<at::Tensor, MemoryState> memory_fused(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                                 const at::Tensor& theta, const at::Tensor& alpha,
                                                 const at::Tensor& eta, const MemoryState& state,

@@ -146,6 +146,19 @@ INSTANTIATE_TEST_SUITE_P(
                          c.tau > 0 ? fmt::format("_tau{}", c.tau) : "");
     });
 
+TEST(FusedMemoryKernel, RefusesADoubleBackwardInsteadOfDroppingIt) {
+  at::manual_seed(6);
+  Inputs in = random_inputs(8, 2);
+  in.q.requires_grad_();
+  MemorySpec spec;
+  spec.chunk = 4;
+  const MemoryState s = start(in, false);
+  const at::Tensor y = memory_fused(in.q, in.k, in.v, in.theta, in.alpha, in.eta, s, spec).first;
+  EXPECT_THROW(torch::autograd::grad({y.pow(2).sum()}, {in.q}, {}, true, /*create_graph=*/true), c10::Error);
+  const at::Tensor y2 = memory_fused(in.q, in.k, in.v, in.theta, in.alpha, in.eta, s, spec).first;
+  EXPECT_NO_THROW(torch::autograd::grad({y2.pow(2).sum()}, {in.q}));
+}
+
 TEST(FusedMemoryKernel, TheKernelChoiceNamesItsImplementation) {
   EXPECT_EQ(memory_kernel("auto", false), &memory_fused);
   EXPECT_EQ(memory_kernel("fused", false), &memory_fused);
