@@ -40,14 +40,20 @@ message(STATUS "attnlab: torch ${Torch_VERSION} from ${TORCH_INSTALL_PREFIX}")
 # at::parallel_for is a header template (ATen/ParallelOpenMP.h): it splits work across threads
 # only in files compiled with -fopenmp, and runs everything on the calling thread otherwise.
 # Targets that call it link attnlab_openmp. Their OpenMP calls must reach the runtime torch itself
-# loads (the wheel bundles its own libgomp.so.1), so that one is linked, not the compiler's.
-find_library(ATTNLAB_TORCH_GOMP NAMES libgomp.so.1 PATHS "${TORCH_INSTALL_PREFIX}/lib" NO_DEFAULT_PATH)
+# loads, so that one is linked, not the compiler's: the PyPI wheel bundles libgomp.so.1 in
+# torch/lib, auditwheel builds put a hashed libgomp-<hash>.so.1 in torch.libs, the LibTorch zip
+# a hashed one in lib. (GCC only: clang's -fopenmp would want libomp's entry points.)
+file(GLOB ATTNLAB_TORCH_GOMP_CANDIDATES "${TORCH_INSTALL_PREFIX}/lib/libgomp*.so*"
+     "${TORCH_INSTALL_PREFIX}/../torch.libs/libgomp*.so*")
 add_library(attnlab_openmp INTERFACE)
 target_compile_options(attnlab_openmp INTERFACE $<$<COMPILE_LANGUAGE:CXX>:-fopenmp>)
-if(ATTNLAB_TORCH_GOMP)
+if(ATTNLAB_TORCH_GOMP_CANDIDATES)
+  list(GET ATTNLAB_TORCH_GOMP_CANDIDATES 0 ATTNLAB_TORCH_GOMP)
   target_link_libraries(attnlab_openmp INTERFACE "${ATTNLAB_TORCH_GOMP}")
+  message(STATUS "attnlab: OpenMP runtime ${ATTNLAB_TORCH_GOMP} (torch's own)")
 else()
   find_package(OpenMP REQUIRED COMPONENTS CXX)
   target_link_libraries(attnlab_openmp INTERFACE OpenMP::OpenMP_CXX)
+  message(WARNING "attnlab: no libgomp beside torch in ${TORCH_INSTALL_PREFIX}; linking the compiler's "
+                  "OpenMP runtime. If torch loads another one, two runtimes will compete for the cores.")
 endif()
-message(STATUS "attnlab: OpenMP runtime ${ATTNLAB_TORCH_GOMP}")

@@ -41,9 +41,11 @@ std::unique_ptr<Tokenizer> make_tokenizer(const DataConfig& cfg) {
 
 namespace {
 bool holds_train_shards(const std::string& dir) {
-  if (!fs::is_directory(dir)) return false;
-  for (const auto& e : fs::directory_iterator(dir))
-    if (e.path().filename().string().rfind("train_", 0) == 0) return true;
+  // error_code forms: another process may be renaming its prepared folder over `dir` right now.
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) return false;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec))
+    if (it->path().filename().string().rfind("train_", 0) == 0) return true;
   return false;
 }
 

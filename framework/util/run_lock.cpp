@@ -1,6 +1,8 @@
 #include "framework/util/run_lock.h"
 
 #include <errno.h>
+#include <cstdio>
+#include <cstring>
 #include <fcntl.h>
 #include <sys/file.h>
 #include <unistd.h>
@@ -39,14 +41,20 @@ WaitingFileLock::WaitingFileLock(const std::string& path) {
   const std::filesystem::path parent = std::filesystem::path(path).parent_path();
   if (!parent.empty()) std::filesystem::create_directories(parent);
   fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (fd_ < 0) throw std::runtime_error(path + ": cannot open the lock file");
-  int rc = 0;
-  while ((rc = ::flock(fd_, LOCK_EX)) != 0 && errno == EINTR) {
+  if (fd_ < 0) throw std::runtime_error(path + ": cannot open the lock file: " + std::strerror(errno));
+  if (::flock(fd_, LOCK_EX | LOCK_NB) == 0) return;
+  if (errno == EWOULDBLOCK) {
+    std::fprintf(stderr, "note: waiting for another attnlab process holding %s\n", path.c_str());
+    int rc = 0;
+    while ((rc = ::flock(fd_, LOCK_EX)) != 0 && errno == EINTR) {
+    }
+    if (rc == 0) return;
   }
-  if (rc != 0) {
-    ::close(fd_);
-    throw std::runtime_error(path + ": cannot take the lock");
-  }
+  // A filesystem without flock (some network mounts) cannot serialise us: carry on unlocked.
+  std::fprintf(stderr, "warning: %s: cannot take the lock (%s); going on without it\n", path.c_str(),
+               std::strerror(errno));
+  ::close(fd_);
+  fd_ = -1;
 }
 
 WaitingFileLock::~WaitingFileLock() {

@@ -16,6 +16,9 @@
 #include <ATen/ops/zeros_like.h>
 #include <torch/csrc/autograd/custom_function.h>
 
+#include <cstdio>
+#include <mutex>
+
 #include "kernels/common/check.h"
 #include "kernels/titans/chunk_coefficients.h"
 #include "kernels/titans/dual.h"
@@ -204,6 +207,40 @@ class FusedMemory : public torch::autograd::Function<FusedMemory> {
   }
 };
 
+// The raw loops index every buffer from q's sizes, so every other shape is checked first
+// (memory_dual would fail in a matmul or broadcast; here it would read out of bounds).
+void check_fused_inputs(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& theta,
+                        const at::Tensor& alpha, const at::Tensor& eta, const MemoryState& state) {
+  ATTNLAB_CHECK(q.dim() == 4, "titans: q must be [B, H, N, d], got ", q.sizes());
+  const int64_t B = q.size(0), H = q.size(1), N = q.size(2), d = q.size(3);
+  ATTNLAB_CHECK_SHAPE(k, B, H, N, d);
+  ATTNLAB_CHECK_SHAPE(v, B, H, N, d);
+  ATTNLAB_CHECK_SHAPE(theta, B, H, N);
+  ATTNLAB_CHECK_SHAPE(alpha, B, H, N);
+  ATTNLAB_CHECK_SHAPE(eta, B, H, N);
+  const size_t L = state.weights.size();
+  ATTNLAB_CHECK(L >= 1 && state.momentum.size() == L, "titans: the memory state needs W and S for each of its ",
+                L, " layers, got ", state.momentum.size(), " S");
+  const auto acc = state.weights[0].scalar_type();
+  ATTNLAB_CHECK(acc == at::kFloat || acc == at::kDouble, "titans: the fused memory kernel keeps its state in fp32 ",
+                "or fp64, got ", acc);
+  int64_t width = d;
+  for (size_t l = 0; l < L; ++l) {
+    const at::Tensor& w = state.weights[l];
+    ATTNLAB_CHECK(w.dim() == 4 && w.size(0) == B && w.size(1) == H && w.size(2) == width,
+                  "titans: memory layer ", l, " weights must be [", B, ", ", H, ", ", width, ", w], got ", w.sizes());
+    ATTNLAB_CHECK(state.momentum[l].sizes() == w.sizes() && state.momentum[l].scalar_type() == acc &&
+                      w.scalar_type() == acc,
+                  "titans: memory layer ", l, " momentum ", state.momentum[l].sizes(), " must match its weights ",
+                  w.sizes(), " in shape and dtype");
+    width = w.size(3);
+  }
+  ATTNLAB_CHECK(width == d, "titans: the memory's last layer has width ", width, ", q and v have ", d);
+  for (const at::Tensor* t : {&k, &v, &theta, &alpha, &eta, &state.weights[0]})
+    ATTNLAB_CHECK(t->device() == q.device() && q.device().is_cpu(), "titans: the fused memory kernel runs on CPU ",
+                  "tensors only, got ", q.device(), " and ", t->device());
+}
+
 }  // namespace
 
 std::pair<at::Tensor, MemoryState> memory_fused(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
@@ -211,7 +248,6 @@ std::pair<at::Tensor, MemoryState> memory_fused(const at::Tensor& q, const at::T
                                                 const at::Tensor& eta, const MemoryState& state,
                                                 const MemorySpec& spec) {
   ATTNLAB_CHECK(spec.chunk >= 1, "titans: chunk must be >= 1, got ", spec.chunk);
-  ATTNLAB_CHECK(!q.is_cuda(), "titans: the fused memory kernel runs on CPU only; use kernel chunked on CUDA");
   ATTNLAB_CHECK(state.tau >= 0 && state.tau < spec.chunk, "titans: state position ", state.tau,
                 " outside a chunk of ", spec.chunk);
   const int64_t N = q.size(2);
@@ -228,6 +264,9 @@ std::pair<at::Tensor, MemoryState> memory_fused(const at::Tensor& q, const at::T
                              s, spec);
     return {at::cat({y0, rest.first}, 2), rest.second};
   }
+  check_fused_inputs(q, k, v, theta, alpha, eta, state);
+  // At τ = 0 the chunk starts here, so its anchor is W itself (spec.h); state.anchor is not read,
+  // as in the token loop.
   const size_t L = state.weights.size();
   const auto acc = state.weights.at(0).scalar_type();
   const int64_t B = q.size(0), H = q.size(1), n = std::min(spec.chunk, N), nc = (N + n - 1) / n, pad = nc * n - N;
@@ -268,8 +307,6 @@ std::pair<at::Tensor, MemoryState> memory_fused(const at::Tensor& q, const at::T
     shape.widths.push_back(state.weights[l].size(3));
   }
   for (size_t l = 0; l < L; ++l) inputs.push_back(state.momentum[l].to(acc));
-  ATTNLAB_CHECK(shape.widths.back() == v.size(3), "titans: the memory's last layer has width ", shape.widths.back(),
-                ", v has ", v.size(3));
   bool grad = false;
   for (const at::Tensor& t : inputs) grad = grad || t.requires_grad();
   variable_list out;
@@ -298,7 +335,13 @@ MemoryKernel memory_kernel(const std::string& kernel, bool cuda) {
   if (kernel == "chunked" || (kernel == "auto" && cuda)) return memory_dual;
   ATTNLAB_CHECK(kernel == "auto" || kernel == "fused", "titans: unknown kernel '", kernel,
                 "', expected auto | reference | recurrent | chunked | fused");
-  ATTNLAB_CHECK(!cuda, "titans: kernel fused has no CUDA version yet; use chunked (or auto) on CUDA");
+  if (cuda) {  // train.kernel is model-wide: other mixers of the model may have their CUDA kernel
+    static std::once_flag said;
+    std::call_once(said, [] {
+      std::fprintf(stderr, "note: titans: the fused memory kernel has no CUDA version yet; using chunked\n");
+    });
+    return memory_dual;
+  }
   return memory_fused;
 }
 

@@ -103,10 +103,12 @@ at::Tensor Titans::persistent_prefix(int64_t batch, at::ScalarType dtype) const 
 
 double Titans::extra_flops_per_token(int64_t seq_len) const {
   // Per head and token (docs/mixers/titans.md, "Cost"): key pass, query pass and hand-off cost
-  // about 5.5 MLP forwards, plus the n×n products over a chunk of b.
+  // about 5.5 MLP forwards, plus the n×n products over a chunk of b: per layer, b·w_{l−1} for the
+  // query-key scores and b·w_l for their product with the updates.
   double macs = 0, widths = 0;
-  for (const at::Tensor& w : memory_init) macs += static_cast<double>(w.size(1) * w.size(2)), widths += w.size(2);
-  const double per_head = 5.5 * macs + 2.0 * static_cast<double>(o_.chunk) * (widths + head_dim_);
+  for (const at::Tensor& w : memory_init)
+    macs += static_cast<double>(w.size(1) * w.size(2)), widths += static_cast<double>(w.size(1) + w.size(2));
+  const double per_head = 5.5 * macs + static_cast<double>(o_.chunk) * widths;
   const double memory = 2.0 * per_head * o_.heads;
   if (o_.architecture != "mac") return memory + (attention ? attention->extra_flops_per_token(seq_len) : 0.0);
   // mac: the retrieval h is one more MLP forward per head; attention runs over two rows per

@@ -159,13 +159,36 @@ TEST(FusedMemoryKernel, RefusesADoubleBackwardInsteadOfDroppingIt) {
   EXPECT_NO_THROW(torch::autograd::grad({y2.pow(2).sum()}, {in.q}));
 }
 
+TEST(FusedMemoryKernel, MismatchedShapesAreRefusedBeforeAnyRawLoopRuns) {
+  const Inputs in = random_inputs(8, 2);
+  MemorySpec spec;
+  spec.chunk = 4;
+  const MemoryState s = start(in, false);
+  auto error = [&](const at::Tensor& k, const at::Tensor& v, const MemoryState& st) {
+    try {
+      memory_fused(in.q, k, v, in.theta, in.alpha, in.eta, st, spec);
+    } catch (const c10::Error& e) {
+      return std::string(e.what_without_backtrace());
+    }
+    return std::string("no error");
+  };
+  EXPECT_NE(error(in.k.narrow(2, 0, 7), in.v, s).find("k has shape"), std::string::npos);
+  EXPECT_NE(error(in.k, in.v.narrow(3, 0, 3), s).find("v has shape"), std::string::npos);
+  MemoryState one_batch = initial_memory_state(in.w0, 1, at::kDouble);  // memory_dual would broadcast it
+  EXPECT_NE(error(in.k, in.v, one_batch).find("weights must be"), std::string::npos);
+  MemoryState no_s = s;
+  no_s.momentum.pop_back();
+  EXPECT_NE(error(in.k, in.v, no_s).find("W and S"), std::string::npos);
+  EXPECT_EQ(error(in.k, in.v, s), "no error");
+}
+
 TEST(FusedMemoryKernel, TheKernelChoiceNamesItsImplementation) {
   EXPECT_EQ(memory_kernel("auto", false), &memory_fused);
   EXPECT_EQ(memory_kernel("fused", false), &memory_fused);
   EXPECT_EQ(memory_kernel("auto", true), &memory_dual);
   EXPECT_EQ(memory_kernel("chunked", false), &memory_dual);
   EXPECT_EQ(memory_kernel("reference", false), &memory_reference);
-  EXPECT_THROW(memory_kernel("fused", true), c10::Error);
+  EXPECT_EQ(memory_kernel("fused", true), &memory_dual);  // no CUDA memory kernel: a note, then chunked
   EXPECT_THROW(memory_kernel("fast", false), c10::Error);
 }
 
