@@ -26,7 +26,8 @@ using MemoryKernel = std::pair<at::Tensor, MemoryState> (*)(const at::Tensor&, c
 
 /// train.kernel for the memory: reference and recurrent run the token loop (memory_reference),
 /// chunked the torch dual form (memory_dual), fused the kernel above; auto is fused on CPU and
-/// chunked on CUDA (there is no CUDA memory kernel yet). fused on CUDA is an error.
+/// chunked on CUDA (there is no CUDA memory kernel yet); fused on CUDA prints a note once and
+/// runs chunked too (train.kernel is model-wide: the other mixers may have CUDA kernels).
 MemoryKernel memory_kernel(const std::string& kernel, bool cuda);
 
 }  // namespace attnlab::kernels
