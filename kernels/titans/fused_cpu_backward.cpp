@@ -58,17 +58,23 @@ void ChunkWork<T>::query_backward(const ChunkGates<T>& g, const T* const* W, con
     const int64_t a = w[l], b = w[l + 1];
     const T* in = query_in(l);
     const T* dz = d_query_z_.data();
-    for (int64_t i = 0; i < n; ++i) {
-      dg.query_weight[i] += dot(dz + i * b, &query_w_[l][i * b], b);
-      dg.query_surprise[i] += dot(dz + i * b, &query_s_[l][i * b], b);
-    }
-    scale_rows(dz, g.query_weight, n, b, rows_a_.data());
-    scale_rows(dz, g.query_surprise, n, b, rows_b_.data());
-    gemm<T>(true, false, a, b, n, T(1), in, a, rows_a_.data(), b, T(1), dW[l], b);
-    gemm<T>(true, false, a, b, n, T(1), in, a, rows_b_.data(), b, T(1), dS[l], b);
+    scale_rows(dz, g.query_weight, n, b, proj_e_.data());
+    scale_rows(dz, g.query_surprise, n, b, proj_f_.data());
+    gemm<T>(true, false, a, b, n, T(1), in, a, proj_e_.data(), b, T(1), dW[l], b);
+    gemm<T>(true, false, a, b, n, T(1), in, a, proj_f_.data(), b, T(1), dS[l], b);
+    // G = dẐ Wᵀ and dẐ Sᵀ give both dÂ = diag(B) G_W + diag(D) G_S and, as ⟨G, Â⟩ per row, the
+    // coefficient gradients ⟨dẐ, Â W⟩: the recompute need not form the products Â W, Â S.
+    T* gw = rows_a_.data();
+    T* gs = rows_b_.data();
+    gemm<T>(false, true, n, a, b, T(1), dz, b, W[l], b, T(0), gw, a);
+    gemm<T>(false, true, n, a, b, T(1), dz, b, S[l], b, T(0), gs, a);
     T* d_in = d_query_act_.data();
-    gemm<T>(false, true, n, a, b, T(1), rows_a_.data(), b, W[l], b, T(0), d_in, a);
-    gemm<T>(false, true, n, a, b, T(1), rows_b_.data(), b, S[l], b, T(1), d_in, a);
+    for (int64_t i = 0; i < n; ++i) {
+      dg.query_weight[i] += dot(gw + i * a, in + i * a, a);
+      dg.query_surprise[i] += dot(gs + i * a, in + i * a, a);
+      for (int64_t c = 0; c < a; ++c)
+        d_in[i * a + c] = g.query_weight[i] * gw[i * a + c] + g.query_surprise[i] * gs[i * a + c];
+    }
     gemm<T>(false, true, n, n, b, T(-1), dz, b, update(l), b, T(0), d_weighted_.data(), n);          // dN
     gemm<T>(true, false, n, b, n, T(-1), weighted_[l].data(), n, dz, b, T(1), d_update_[l].data(), b);  // dU −= Nᵀ dZh
     for (int64_t i = 0; i < n * n; ++i) {
@@ -143,7 +149,7 @@ void ChunkWork<T>::backward(const T* q, const T* k, const T* v, const ChunkGates
                             const T* const* S, const T* dy, T* const* dW, T* const* dS, T* dq, T* dk, T* dv,
                             const ChunkGateGrads<T>& dg) {
   key_pass(k, v, W);
-  query_pass(q, g, W, S, y_scratch_.data());
+  query_pass(q, g, W, S, nullptr);
   for (auto* bufs : {&d_act_, &d_update_, &d_z_})
     for (Buf& b : *bufs) std::fill(b.begin(), b.end(), T(0));
   const int64_t n = shape_.n;

@@ -52,6 +52,7 @@ class ChunkWork {
   const T* update(size_t l) const { return clamped() ? u_[l].data() : delta_[l].data(); }
   bool clamped() const { return shape_.max_grad_norm > 0; }
   void key_pass(const T* k, const T* v, const T* const* W);
+  /// y = nullptr (the backward's recompute): the top layer's W and S products and y are skipped.
   void query_pass(const T* q, const ChunkGates<T>& g, const T* const* W, const T* const* S, T* y);
   void hand_off(const ChunkGates<T>& g, T* const* W, T* const* S);
   void hand_off_backward(const ChunkGates<T>& g, const T* const* W, const T* const* S, T* const* dW, T* const* dS,
@@ -73,7 +74,7 @@ class ChunkWork {
   std::vector<Buf> query_act_, query_z_, query_aux_, query_w_, query_s_, scores_, weighted_;
   // Backward scratch.
   std::vector<Buf> d_act_, d_update_, d_z_, d_delta_;
-  Buf d_query_z_, d_query_act_, rows_a_, rows_b_, proj_e_, proj_f_, d_scores_, d_weighted_, y_scratch_;
+  Buf d_query_z_, d_query_act_, rows_a_, rows_b_, proj_e_, proj_f_, d_scores_, d_weighted_;
 };
 
 }  // namespace attnlab::kernels::titans_cpu

@@ -30,7 +30,7 @@ ChunkWork<T>::ChunkWork(const ChunkShape& s) : shape_(s) {
     for (auto* b : {&a_norm_, &d_norm_, &factor_}) b->assign(L, Buf(n));
   }
   scores_.assign(L, Buf(n * n)), weighted_.assign(L, Buf(n * n));
-  for (Buf* b : {&d_query_z_, &d_query_act_, &rows_a_, &rows_b_, &proj_e_, &proj_f_, &y_scratch_})
+  for (Buf* b : {&d_query_z_, &d_query_act_, &rows_a_, &rows_b_, &proj_e_, &proj_f_})
     b->assign(n * widest, T(0));
   d_scores_.assign(n * n, T(0)), d_weighted_.assign(n * n, T(0));
 }
@@ -79,12 +79,12 @@ void ChunkWork<T>::query_pass(const T* q, const ChunkGates<T>& g, const T* const
   for (size_t l = 0; l < L; ++l) {
     const int64_t a = w[l], b = w[l + 1];
     const T* in = query_in(l);
+    // M = q_l a_lᵀ (the query row against every key's layer input), N = C θ ⊙ M.
+    gemm<T>(false, true, n, n, a, T(1), in, a, act_in(l), a, T(0), scores_[l].data(), n);
+    for (int64_t i = 0; i < n * n; ++i) weighted_[l][i] = g.query[i] * scores_[l][i];
+    if (l + 1 == L && !y) break;  // the backward's recompute: it needs the top layer's M and N only
     gemm<T>(false, false, n, b, a, T(1), in, a, W[l], b, T(0), query_w_[l].data(), b);
     gemm<T>(false, false, n, b, a, T(1), in, a, S[l], b, T(0), query_s_[l].data(), b);
-    // M = q_l a_lᵀ (the query row against every key's layer input), N = C θ ⊙ M.
-    gemm<T>(false, true, n, n, a, T(1), in, a, act_in(l), a, T(0),
-            scores_[l].data(), n);
-    for (int64_t i = 0; i < n * n; ++i) weighted_[l][i] = g.query[i] * scores_[l][i];
     T* out = l + 1 == L ? y : query_z_[l].data();
     for (int64_t i = 0; i < n; ++i)
       for (int64_t c = 0; c < b; ++c)
