@@ -135,14 +135,24 @@ void write_documents(const std::vector<std::string>& inputs, const Tokenizer& to
   stats.train_tokens = train.total();
   stats.val_tokens = val.total();
 }
+// "data/x/" and "data/x" are the same folder; the temp folder and the lock are its siblings,
+// never inside it.
+fs::path output_folder(const std::string& out_dir) {
+  fs::path out = fs::path(out_dir).lexically_normal();
+  if (out.filename().empty()) out = out.parent_path();
+  return out;
+}
 }  // namespace
+
+std::string prepare_lock_path(const std::string& out_dir) {
+  const fs::path out = output_folder(out_dir);
+  return (out.parent_path() / fmt::format(".{}.lock", out.filename().string())).string();
+}
 
 PrepareStats prepare_shards(const std::vector<std::string>& inputs, const Tokenizer& tok,
                             const std::string& out_dir, double val_fraction, uint64_t seed,
                             int64_t shard_tokens, const std::string& what) {
-  // "data/x/" and "data/x" are the same folder; the temp folder is its sibling, never inside it.
-  fs::path out = fs::path(out_dir).lexically_normal();
-  if (out.filename().empty()) out = out.parent_path();
+  const fs::path out = output_folder(out_dir);
   check_replaceable(out.string(), what);
   // pid and a counter: two threads of one process preparing the same folder never share a temp.
   static std::atomic<int64_t> preparations{0};

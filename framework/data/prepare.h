@@ -27,6 +27,10 @@ void check_replaceable(const std::string& dir, const std::string& what);
 /// `inputs`: files or folders (walked recursively; binary files and *.dat indexes skipped).
 /// Writes into a sibling temp folder and renames it over `out_dir`, which must pass
 /// check_replaceable; a failure leaves `out_dir` as it was.
+/// `<parent>/.<name>.lock` beside `out_dir` (the folder itself is replaced by a rename): callers
+/// that check for shards and then prepare hold it around both (framework/train/setup.cpp).
+std::string prepare_lock_path(const std::string& out_dir);
+
 PrepareStats prepare_shards(const std::vector<std::string>& inputs, const Tokenizer& tok,
                             const std::string& out_dir, double val_fraction, uint64_t seed = 0,
                             int64_t shard_tokens = 100'000'000, const std::string& what = "--out");

@@ -49,13 +49,6 @@ bool holds_train_shards(const std::string& dir) {
   return false;
 }
 
-/// `<parent>/.<name>.lock` beside data.dir: the folder itself is replaced by a rename.
-std::string prepare_lock_path(const std::string& dir) {
-  fs::path out = fs::path(dir).lexically_normal();
-  if (out.filename().empty()) out = out.parent_path();
-  return (out.parent_path() / fmt::format(".{}.lock", out.filename().string())).string();
-}
-
 }  // namespace
 
 std::shared_ptr<const TokenStream> open_split(const RunConfig& cfg, const std::string& split) {

@@ -12,12 +12,21 @@
 #include <string>
 
 namespace attnlab {
+namespace {
+
+/// `path` opened for flock, created with its folder if needed; throws naming `what` and errno.
+int open_lock_file(const std::string& path, const char* what) {
+  const std::filesystem::path parent = std::filesystem::path(path).parent_path();
+  if (!parent.empty()) std::filesystem::create_directories(parent);
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) throw std::runtime_error(path + ": cannot open the " + what + ": " + std::strerror(errno));
+  return fd;
+}
+
+}  // namespace
 
 RunLock::RunLock(const std::string& run_dir) {
-  std::filesystem::create_directories(run_dir);
-  const std::string path = run_dir + "/.lock";
-  fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (fd_ < 0) throw std::runtime_error(path + ": cannot open the run lock");
+  fd_ = open_lock_file(run_dir + "/.lock", "run lock");
   if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
     char buf[32] = {};
     const ssize_t n = ::pread(fd_, buf, sizeof(buf) - 1, 0);
@@ -38,10 +47,7 @@ RunLock::~RunLock() {
 }
 
 WaitingFileLock::WaitingFileLock(const std::string& path) {
-  const std::filesystem::path parent = std::filesystem::path(path).parent_path();
-  if (!parent.empty()) std::filesystem::create_directories(parent);
-  fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (fd_ < 0) throw std::runtime_error(path + ": cannot open the lock file: " + std::strerror(errno));
+  fd_ = open_lock_file(path, "lock file");
   if (::flock(fd_, LOCK_EX | LOCK_NB) == 0) return;
   if (errno == EWOULDBLOCK) {
     std::fprintf(stderr, "note: waiting for another attnlab process holding %s\n", path.c_str());
