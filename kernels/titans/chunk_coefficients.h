@@ -2,7 +2,7 @@
 // for a piece of n tokens that starts at an anchor and shares it:
 //   W_t = B_t W + D_t S − Σ_{j≤t} C_{t,j} θ_j u_j,   C = P^α P^η,  D = P^α Γ,
 // with P^α, P^η the segment products of 1 − α and η, B and Γ their running products. Both the
-// torch composition (dual.cpp) and the fused CPU kernel (fused_cpu.cpp) take them from here, as
+// torch composition (dual.cpp) and the fused kernel (fused.cpp) take them from here, as
 // differentiable torch ops over any leading dims, so the fused kernel's backward only has to
 // return their gradients.
 #pragma once

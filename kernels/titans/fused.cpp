@@ -1,9 +1,10 @@
-// The fused CPU Titans memory as one autograd function over all chunks (fused_cpu.h). The gate
+// The fused Titans memory as one autograd function over all chunks (fused.h). The gate
 // coefficients of every chunk come from chunk_coefficients() as torch ops, so autograd carries
 // their gradients back to θ, α, η; the function itself takes q, k, v, the coefficients and the
 // start state, and hands back y, the end state and the start of the last chunk (the anchor when
-// the sequence stops inside a chunk).
-#include "kernels/titans/fused_cpu.h"
+// the sequence stops inside a chunk). Inside, one of two engines walks the chunks: the raw CPU
+// one (fused_cpu_chunk.h) or the batched one (fused_batched.h), on any device.
+#include "kernels/titans/fused.h"
 
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -22,6 +23,7 @@
 #include "kernels/common/check.h"
 #include "kernels/titans/chunk_coefficients.h"
 #include "kernels/titans/dual.h"
+#include "kernels/titans/fused_batched.h"
 #include "kernels/titans/fused_cpu_chunk.h"
 #include "kernels/titans/reference.h"
 
@@ -30,15 +32,15 @@ namespace {
 
 using titans_cpu::ChunkGateGrads;
 using titans_cpu::ChunkGates;
-using titans_cpu::ChunkShape;
 using titans_cpu::ChunkWork;
+using titans_fused::ChunkShape;
+using titans_fused::kGates;
+using titans_fused::kK;
+using titans_fused::kQ;
+using titans_fused::kStates;
+using titans_fused::kV;
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
-
-// The function's tensor inputs, in order: q, k, v [B, H, nc·n, d]; the eight coefficient
-// tensors of ChunkCoefficients ([B, H, nc, n, n], four [B, H, nc, n], three [B, H, nc]); then
-// W_l and S_l [B, H, w_l, w_{l+1}] for every layer.
-constexpr size_t kQ = 0, kK = 1, kV = 2, kGates = 3, kStates = 11;
 
 template <class T>
 ChunkGates<T> gates_of(const std::vector<at::Tensor>& g, int64_t bh, int64_t c, int64_t nc, int64_t n) {
@@ -68,7 +70,7 @@ void forward_heads(const std::vector<at::Tensor>& in, const ChunkShape& shape, a
     for (int64_t bh = begin; bh < end; ++bh) {
       std::vector<T*> W(L), S(L);
       for (size_t l = 0; l < L; ++l) {
-        const int64_t size = shape.widths[l] * shape.widths[l + 1];
+        const int64_t size = shape.state_size(l);
         W[l] = W_end[l].data_ptr<T>() + bh * size, S[l] = S_end[l].data_ptr<T>() + bh * size;
         std::copy_n(in[kStates + l].data_ptr<T>() + bh * size, size, W[l]);
         std::copy_n(in[kStates + L + l].data_ptr<T>() + bh * size, size, S[l]);
@@ -76,7 +78,7 @@ void forward_heads(const std::vector<at::Tensor>& in, const ChunkShape& shape, a
       const int64_t kept = W_starts[0].size(2);  // every chunk's start, or the last one's only
       for (int64_t c = 0; c < nc; ++c) {
         for (size_t l = 0; l < L && (kept == nc || c + 1 == nc); ++l) {
-          const int64_t size = shape.widths[l] * shape.widths[l + 1], slot = bh * kept + (kept == nc ? c : 0);
+          const int64_t size = shape.state_size(l), slot = bh * kept + (kept == nc ? c : 0);
           std::copy_n(W[l], size, W_starts[l].data_ptr<T>() + slot * size);
           std::copy_n(S[l], size, S_starts[l].data_ptr<T>() + slot * size);
         }
@@ -103,14 +105,14 @@ void backward_heads(const std::vector<at::Tensor>& in, const ChunkShape& shape, 
       std::vector<T*> dW(L), dS(L);
       std::vector<const T*> W(L), S(L);
       for (size_t l = 0; l < L; ++l) {
-        const int64_t size = shape.widths[l] * shape.widths[l + 1];
+        const int64_t size = shape.state_size(l);
         dW[l] = grads[kStates + l].data_ptr<T>() + bh * size, dS[l] = grads[kStates + L + l].data_ptr<T>() + bh * size;
         std::copy_n(dW_end[l].data_ptr<T>() + bh * size, size, dW[l]);
         std::copy_n(dS_end[l].data_ptr<T>() + bh * size, size, dS[l]);
       }
       for (int64_t c = nc; c-- > 0;) {
         for (size_t l = 0; l < L; ++l) {
-          const int64_t size = shape.widths[l] * shape.widths[l + 1];
+          const int64_t size = shape.state_size(l);
           W[l] = W_starts[l].data_ptr<T>() + (bh * nc + c) * size;
           S[l] = S_starts[l].data_ptr<T>() + (bh * nc + c) * size;
         }
@@ -121,7 +123,7 @@ void backward_heads(const std::vector<at::Tensor>& in, const ChunkShape& shape, 
                       grads[kV].data_ptr<T>() + rows, gate_grads_of<T>(dgates, bh, c, nc, n));
         if (c + 1 == nc)  // the end anchor is this chunk's start state
           for (size_t l = 0; l < L; ++l) {
-            const int64_t size = shape.widths[l] * shape.widths[l + 1];
+            const int64_t size = shape.state_size(l);
             const T* g = dW_last[l].data_ptr<T>() + bh * size;
             for (int64_t i = 0; i < size; ++i) dW[l][i] += g[i];
           }
@@ -130,9 +132,19 @@ void backward_heads(const std::vector<at::Tensor>& in, const ChunkShape& shape, 
   });
 }
 
-/// y, W_end (L), S_end (L), then W and S at the start of every chunk (keep_starts) or of the last
-/// one only (L each).
-std::vector<at::Tensor> run_forward(const std::vector<at::Tensor>& in, const ChunkShape& shape, bool keep_starts) {
+struct ForwardResult {
+  variable_list outputs;  ///< y, W_end (L), S_end (L), W at the last chunk's start (L)
+  variable_list saved;    ///< the contiguous inputs, then W and S at every chunk's start (L each)
+};
+
+/// Which engine walks the chunks: the raw CPU loops or batched ATen ops (fused_batched.h).
+enum class Engine { cpu, batched };
+
+/// The fused forward; keep_starts: the start state of every chunk, for the backward (otherwise
+/// only the last chunk's, which the anchor may need).
+ForwardResult run_forward(at::TensorList inputs, const ChunkShape& shape, Engine engine, bool keep_starts) {
+  std::vector<at::Tensor> in;
+  for (const at::Tensor& t : inputs) in.push_back(t.contiguous());
   const size_t L = shape.layers();
   const at::Tensor& q = in[kQ];
   const int64_t B = q.size(0), H = q.size(1), nc = q.size(2) / shape.n;
@@ -143,32 +155,31 @@ std::vector<at::Tensor> run_forward(const std::vector<at::Tensor>& in, const Chu
     const auto sizes = std::vector<int64_t>{B, H, keep_starts ? nc : 1, shape.widths[l], shape.widths[l + 1]};
     W_starts.push_back(at::empty(sizes, q.options())), S_starts.push_back(at::empty(sizes, q.options()));
   }
-  AT_DISPATCH_FLOATING_TYPES(q.scalar_type(), "titans fused memory forward",
-                             [&] { forward_heads<scalar_t>(in, shape, y, W_end, S_end, W_starts, S_starts); });
-  std::vector<at::Tensor> out{y};
-  for (auto* part : {&W_end, &S_end, &W_starts, &S_starts}) out.insert(out.end(), part->begin(), part->end());
-  return out;
+  if (engine == Engine::batched)
+    titans_batched::forward(in, shape, y, W_end, S_end, W_starts, S_starts);
+  else
+    AT_DISPATCH_FLOATING_TYPES(q.scalar_type(), "titans fused memory forward",
+                               [&] { forward_heads<scalar_t>(in, shape, y, W_end, S_end, W_starts, S_starts); });
+  ForwardResult r{{y}, in};
+  for (auto* part : {&W_end, &S_end}) r.outputs.insert(r.outputs.end(), part->begin(), part->end());
+  for (const at::Tensor& w : W_starts) r.outputs.push_back(w.select(2, -1).clone());
+  for (auto* part : {&W_starts, &S_starts}) r.saved.insert(r.saved.end(), part->begin(), part->end());
+  return r;
 }
 
 class FusedMemory : public torch::autograd::Function<FusedMemory> {
  public:
   /// Outputs: y, then W_end, S_end and W at the last chunk's start, L each.
-  static variable_list forward(AutogradContext* ctx, at::TensorList inputs, const ChunkShape& shape) {
-    std::vector<at::Tensor> in;
-    for (const at::Tensor& t : inputs) in.push_back(t.contiguous());
-    const size_t L = shape.layers();
-    const std::vector<at::Tensor> r = run_forward(in, shape, /*keep_starts=*/true);
-    variable_list saved = in;
-    saved.insert(saved.end(), r.begin() + 1 + 2 * L, r.end());  // every chunk's start state
-    ctx->save_for_backward(saved);
+  static variable_list forward(AutogradContext* ctx, at::TensorList inputs, const ChunkShape& shape, Engine engine) {
+    ForwardResult r = run_forward(inputs, shape, engine, /*keep_starts=*/true);
+    ctx->save_for_backward(r.saved);
     ctx->saved_data["n"] = shape.n;
     ctx->saved_data["widths"] = shape.widths;
     ctx->saved_data["loss_scale"] = shape.loss_scale;
     ctx->saved_data["max_grad_norm"] = shape.max_grad_norm;
     ctx->saved_data["silu"] = shape.activation == MemoryActivation::silu;
-    variable_list out(r.begin(), r.begin() + 1 + 2 * L);
-    for (size_t l = 0; l < L; ++l) out.push_back(r[1 + 2 * L + l].select(2, -1).clone());
-    return out;
+    ctx->saved_data["batched"] = engine == Engine::batched;
+    return r.outputs;
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
@@ -199,16 +210,20 @@ class FusedMemory : public torch::autograd::Function<FusedMemory> {
     }
     std::vector<at::Tensor> out;
     for (const at::Tensor& t : in) out.push_back(at::empty_like(t));
-    AT_DISPATCH_FLOATING_TYPES(in[kQ].scalar_type(), "titans fused memory backward", [&] {
-      backward_heads<scalar_t>(in, shape, W_starts, S_starts, dy, dW_end, dS_end, dW_last, out);
-    });
-    out.emplace_back();  // the shape
+    if (ctx->saved_data["batched"].toBool())
+      titans_batched::backward(in, shape, W_starts, S_starts, dy, dW_end, dS_end, dW_last, out);
+    else
+      AT_DISPATCH_FLOATING_TYPES(in[kQ].scalar_type(), "titans fused memory backward", [&] {
+        backward_heads<scalar_t>(in, shape, W_starts, S_starts, dy, dW_end, dS_end, dW_last, out);
+      });
+    out.emplace_back(), out.emplace_back();  // the shape and the engine
     return out;
   }
 };
 
 // The raw loops index every buffer from q's sizes, so every other shape is checked first
-// (memory_dual would fail in a matmul or broadcast; here it would read out of bounds).
+// (memory_dual would fail in a matmul or broadcast; here it would read out of bounds; the batched
+// engine's views would fail less clearly).
 void check_fused_inputs(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& theta,
                         const at::Tensor& alpha, const at::Tensor& eta, const MemoryState& state) {
   ATTNLAB_CHECK(q.dim() == 4, "titans: q must be [B, H, N, d], got ", q.sizes());
@@ -237,14 +252,13 @@ void check_fused_inputs(const at::Tensor& q, const at::Tensor& k, const at::Tens
   }
   ATTNLAB_CHECK(width == d, "titans: the memory's last layer has width ", width, ", q and v have ", d);
   for (const at::Tensor* t : {&k, &v, &theta, &alpha, &eta, &state.weights[0]})
-    ATTNLAB_CHECK(t->device() == q.device() && q.device().is_cpu(), "titans: the fused memory kernel runs on CPU ",
-                  "tensors only, got ", q.device(), " and ", t->device());
+    ATTNLAB_CHECK(t->device() == q.device(), "titans: the fused memory kernel needs every input on one device, got ",
+                  q.device(), " and ", t->device());
 }
 
-}  // namespace
-
-std::pair<at::Tensor, MemoryState> memory_fused(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                                                const at::Tensor& theta, const at::Tensor& alpha,
+/// memory_fused and memory_fused_batched: everything but the engine is shared.
+std::pair<at::Tensor, MemoryState> fused_memory(Engine engine, const at::Tensor& q, const at::Tensor& k,
+                                                const at::Tensor& v, const at::Tensor& theta, const at::Tensor& alpha,
                                                 const at::Tensor& eta, const MemoryState& state,
                                                 const MemorySpec& spec) {
   ATTNLAB_CHECK(spec.chunk >= 1, "titans: chunk must be >= 1, got ", spec.chunk);
@@ -259,7 +273,7 @@ std::pair<at::Tensor, MemoryState> memory_fused(const at::Tensor& q, const at::T
     auto [y0, s] = memory_dual(piece(q, 0, head), piece(k, 0, head), piece(v, 0, head), piece(theta, 0, head),
                                piece(alpha, 0, head), piece(eta, 0, head), state, spec);
     if (head == N) return {y0, s};
-    auto rest = memory_fused(piece(q, head, N - head), piece(k, head, N - head), piece(v, head, N - head),
+    auto rest = fused_memory(engine, piece(q, head, N - head), piece(k, head, N - head), piece(v, head, N - head),
                              piece(theta, head, N - head), piece(alpha, head, N - head), piece(eta, head, N - head),
                              s, spec);
     return {at::cat({y0, rest.first}, 2), rest.second};
@@ -309,16 +323,9 @@ std::pair<at::Tensor, MemoryState> memory_fused(const at::Tensor& q, const at::T
   for (size_t l = 0; l < L; ++l) inputs.push_back(state.momentum[l].to(acc));
   bool grad = false;
   for (const at::Tensor& t : inputs) grad = grad || t.requires_grad();
-  variable_list out;
-  if (grad && at::GradMode::is_enabled()) {
-    out = FusedMemory::apply(at::TensorList(inputs), shape);
-  } else {  // nothing to differentiate: no chunk start states to keep
-    std::vector<at::Tensor> in;
-    for (const at::Tensor& t : inputs) in.push_back(t.contiguous());
-    const std::vector<at::Tensor> r = run_forward(in, shape, /*keep_starts=*/false);
-    out.assign(r.begin(), r.begin() + 1 + 2 * L);
-    for (size_t l = 0; l < L; ++l) out.push_back(r[1 + 2 * L + l].select(2, 0));
-  }
+  // Nothing to differentiate: no chunk start states to keep.
+  const variable_list out = grad && at::GradMode::is_enabled() ? FusedMemory::apply(at::TensorList(inputs), shape, engine)
+                                                               : run_forward(inputs, shape, engine, false).outputs;
   MemoryState s;
   s.weights.assign(out.begin() + 1, out.begin() + 1 + L);
   s.momentum.assign(out.begin() + 1 + L, out.begin() + 1 + 2 * L);
@@ -330,18 +337,43 @@ std::pair<at::Tensor, MemoryState> memory_fused(const at::Tensor& q, const at::T
   return {out[0].narrow(2, 0, N).to(q.scalar_type()), s};
 }
 
+}  // namespace
+
+std::pair<at::Tensor, MemoryState> memory_fused(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                                const at::Tensor& theta, const at::Tensor& alpha,
+                                                const at::Tensor& eta, const MemoryState& state,
+                                                const MemorySpec& spec) {
+  return fused_memory(q.is_cpu() ? Engine::cpu : Engine::batched, q, k, v, theta, alpha, eta, state, spec);
+}
+
+std::pair<at::Tensor, MemoryState> memory_fused_batched(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                                        const at::Tensor& theta, const at::Tensor& alpha,
+                                                        const at::Tensor& eta, const MemoryState& state,
+                                                        const MemorySpec& spec) {
+  return fused_memory(Engine::batched, q, k, v, theta, alpha, eta, state, spec);
+}
+
+bool memory_cuda_validated() {
+#ifdef ATTNLAB_TITANS_CUDA_VALIDATED
+  return true;
+#else
+  return false;
+#endif
+}
+
 MemoryKernel memory_kernel(const std::string& kernel, bool cuda) {
   if (kernel == "reference" || kernel == "recurrent") return memory_reference;
-  if (kernel == "chunked" || (kernel == "auto" && cuda)) return memory_dual;
+  if (kernel == "chunked") return memory_dual;
   ATTNLAB_CHECK(kernel == "auto" || kernel == "fused", "titans: unknown kernel '", kernel,
                 "', expected auto | reference | recurrent | chunked | fused");
-  if (cuda) {  // train.kernel is model-wide: other mixers of the model may have their CUDA kernel
-    static std::once_flag said;
-    std::call_once(said, [] {
-      std::fprintf(stderr, "note: titans: the fused memory kernel has no CUDA version yet; using chunked\n");
-    });
-    return memory_dual;
-  }
+  if (!cuda || memory_cuda_validated()) return memory_fused;
+  // The batched engine is tested on CPU only; auto waits for tools/gpu/check.sh (kernels/CMakeLists.txt).
+  if (kernel == "auto") return memory_dual;
+  static std::once_flag said;
+  std::call_once(said, [] {
+    std::fprintf(stderr, "note: titans: kernel: fused on CUDA runs the batched memory kernel, which has not been "
+                         "checked on a GPU yet (tools/gpu/check.sh); auto runs chunked there\n");
+  });
   return memory_fused;
 }
 

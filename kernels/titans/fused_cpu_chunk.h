@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "kernels/titans/spec.h"
+#include "kernels/titans/fused_layout.h"
 
 namespace attnlab::kernels::titans_cpu {
 
@@ -26,13 +26,7 @@ struct ChunkGateGrads {
   T *end_decay, *end_mix, *end_momentum;
 };
 
-struct ChunkShape {
-  std::vector<int64_t> widths;  ///< w_0 = d, hidden widths, w_L = d
-  int64_t n = 0;                ///< rows of a chunk
-  double loss_scale = 1, max_grad_norm = 0;
-  MemoryActivation activation = MemoryActivation::gelu_tanh;
-  size_t layers() const { return widths.size() - 1; }
-};
+using titans_fused::ChunkShape;
 
 template <class T>
 class ChunkWork {
@@ -69,10 +63,10 @@ class ChunkWork {
   // is k itself), pre-activations, σ's auxiliary (tanh or sigmoid), errors Δ, Δ_{l+1} W_{l+1}ᵀ,
   // the clamped updates and the clamp's row norms and factors.
   std::vector<Buf> act_, z_, z_aux_, delta_, delta_in_, u_, a_norm_, d_norm_, factor_;
-  // Query pass: activations (query_act_[0] is q), pre-activations and their σ auxiliary, the
-  // W and S products, q·aᵀ scores M and the coefficient-weighted scores N.
-  std::vector<Buf> query_act_, query_z_, query_aux_, query_w_, query_s_, scores_, weighted_;
-  // Backward scratch.
+  // Query pass: activations (query_act_[0] is q), pre-activations and their σ auxiliary, q·aᵀ
+  // scores M and the coefficient-weighted scores N.
+  std::vector<Buf> query_act_, query_z_, query_aux_, scores_, weighted_;
+  // Scratch (rows_a_ and rows_b_ also hold the query pass's Â W and Â S, which nothing keeps).
   std::vector<Buf> d_act_, d_update_, d_z_, d_delta_;
   Buf d_query_z_, d_query_act_, rows_a_, rows_b_, proj_e_, proj_f_, d_scores_, d_weighted_;
 };

@@ -22,8 +22,7 @@ ChunkWork<T>::ChunkWork(const ChunkShape& s) : shape_(s) {
     for (size_t l = skip_first ? 1 : 0; l < L; ++l) b[l].assign(n * s.widths[in_width ? l : l + 1], T(0));
   };
   per_layer(act_, true, true), per_layer(query_act_, true, true), per_layer(d_act_, true);
-  for (auto* b : {&z_, &z_aux_, &delta_, &delta_in_, &query_z_, &query_aux_, &query_w_, &query_s_, &d_update_,
-                  &d_z_, &d_delta_})
+  for (auto* b : {&z_, &z_aux_, &delta_, &delta_in_, &query_z_, &query_aux_, &d_update_, &d_z_, &d_delta_})
     per_layer(*b, false);
   if (s.max_grad_norm > 0) {
     per_layer(u_, false);
@@ -44,10 +43,7 @@ void ChunkWork<T>::key_pass(const T* k, const T* v, const T* const* W) {
   key_ = k;
   for (size_t l = 0; l < L; ++l) {
     gemm<T>(false, false, n, w[l + 1], w[l], T(1), act_in(l), w[l], W[l], w[l + 1], T(0), z_[l].data(), w[l + 1]);
-    if (l + 1 == L) break;
-    const int64_t size = n * w[l + 1];
-    activation_aux(z_[l].data(), size, m, z_aux_[l].data());
-    for (int64_t i = 0; i < size; ++i) act_[l + 1][i] = act(z_[l][i], z_aux_[l][i], m);
+    if (l + 1 < L) activate(z_[l].data(), n * w[l + 1], m, z_aux_[l].data(), act_[l + 1].data());
   }
   const T two_c = T(2 * shape_.loss_scale);
   for (int64_t i = 0; i < n * w[L]; ++i) delta_[L - 1][i] = two_c * (z_[L - 1][i] - v[i]);
@@ -83,16 +79,16 @@ void ChunkWork<T>::query_pass(const T* q, const ChunkGates<T>& g, const T* const
     gemm<T>(false, true, n, n, a, T(1), in, a, act_in(l), a, T(0), scores_[l].data(), n);
     for (int64_t i = 0; i < n * n; ++i) weighted_[l][i] = g.query[i] * scores_[l][i];
     if (l + 1 == L && !y) break;  // the backward's recompute: it needs the top layer's M and N only
-    gemm<T>(false, false, n, b, a, T(1), in, a, W[l], b, T(0), query_w_[l].data(), b);
-    gemm<T>(false, false, n, b, a, T(1), in, a, S[l], b, T(0), query_s_[l].data(), b);
+    T* qw = rows_a_.data();  // Â W and Â S
+    T* qs = rows_b_.data();
+    gemm<T>(false, false, n, b, a, T(1), in, a, W[l], b, T(0), qw, b);
+    gemm<T>(false, false, n, b, a, T(1), in, a, S[l], b, T(0), qs, b);
     T* out = l + 1 == L ? y : query_z_[l].data();
     for (int64_t i = 0; i < n; ++i)
       for (int64_t c = 0; c < b; ++c)
-        out[i * b + c] = g.query_weight[i] * query_w_[l][i * b + c] + g.query_surprise[i] * query_s_[l][i * b + c];
+        out[i * b + c] = g.query_weight[i] * qw[i * b + c] + g.query_surprise[i] * qs[i * b + c];
     gemm<T>(false, false, n, b, n, T(-1), weighted_[l].data(), n, update(l), b, T(1), out, b);
-    if (l + 1 == L) break;
-    activation_aux(query_z_[l].data(), n * b, m, query_aux_[l].data());
-    for (int64_t i = 0; i < n * b; ++i) query_act_[l + 1][i] = act(query_z_[l][i], query_aux_[l][i], m);
+    if (l + 1 < L) activate(query_z_[l].data(), n * b, m, query_aux_[l].data(), query_act_[l + 1].data());
   }
 }
 

@@ -1,8 +1,7 @@
-// Elementwise and row helpers of the fused CPU Titans memory (fused_cpu_chunk.h). The memory
-// MLP's σ, σ' and σ'' are written in z and one auxiliary value per element, a = tanh(u(z)) for
-// GELU-tanh (u = c(z + 0.044715 z³), c = √(2/π)) or a = sigmoid(z) for SiLU, which ATen's
+// Row helpers of the fused CPU Titans memory (fused_cpu_chunk.h): the activation's auxiliary
+// value for a block of pre-activations (memory_math.h has σ, σ', σ'' from it), which ATen's
 // vectorised kernels compute for a whole block at once (a scalar tanh loop would cost more than
-// the chunk's GEMMs). σ'' is the second-order path: Δ_l = (Δ_{l+1} Wᵀ) ⊙ σ'(Z_l) is differentiated.
+// the chunk's GEMMs), dot products, row scaling and the gradient clamp.
 #pragma once
 #include <ATen/ops/from_blob.h>
 #include <ATen/ops/sigmoid.h>
@@ -11,12 +10,13 @@
 #include <cmath>
 #include <cstdint>
 
-#include "kernels/titans/spec.h"
+#include "kernels/titans/memory_math.h"
 
 namespace attnlab::kernels::titans_cpu {
 
-constexpr double kGeluC = 0.7978845608028654;  // √(2/π)
-constexpr double kGeluK = 0.044715;
+using titans_math::act;
+using titans_math::act_d1;
+using titans_math::act_d2;
 
 /// aux[i] ← tanh(u(z[i])) (GELU-tanh) or sigmoid(z[i]) (SiLU) for n values.
 template <class T>
@@ -28,27 +28,15 @@ void activation_aux(const T* z, int64_t n, MemoryActivation act, T* aux) {
     at::from_blob(aux, {n}, opts).sigmoid_();
     return;
   }
-  for (int64_t i = 0; i < n; ++i) aux[i] = T(kGeluC) * (z[i] + T(kGeluK) * z[i] * z[i] * z[i]);
+  for (int64_t i = 0; i < n; ++i) aux[i] = titans_math::gelu_inner(z[i]);
   at::from_blob(aux, {n}, opts).tanh_();
 }
 
+/// out[i] = σ(z[i]), keeping σ's auxiliary in aux for the derivatives.
 template <class T>
-inline T act(T z, T a, MemoryActivation m) {
-  return m == MemoryActivation::silu ? z * a : T(0.5) * z * (T(1) + a);
-}
-
-template <class T>
-inline T act_d1(T z, T a, MemoryActivation m) {
-  if (m == MemoryActivation::silu) return a * (T(1) + z * (T(1) - a));
-  const T du = T(kGeluC) * (T(1) + T(3 * kGeluK) * z * z);
-  return T(0.5) * (T(1) + a) + T(0.5) * z * (T(1) - a * a) * du;
-}
-
-template <class T>
-inline T act_d2(T z, T a, MemoryActivation m) {
-  if (m == MemoryActivation::silu) return a * (T(1) - a) * (T(2) + z * (T(1) - T(2) * a));
-  const T du = T(kGeluC) * (T(1) + T(3 * kGeluK) * z * z), ddu = T(6 * kGeluC * kGeluK) * z;
-  return (T(1) - a * a) * (du + T(0.5) * z * (ddu - T(2) * a * du * du));
+void activate(const T* z, int64_t n, MemoryActivation m, T* aux, T* out) {
+  activation_aux(z, n, m, aux);
+  for (int64_t i = 0; i < n; ++i) out[i] = act(z[i], aux[i], m);
 }
 
 template <class T>

@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "framework/dist/communicator.h"
-#include "kernels/titans/fused_cpu.h"
+#include "kernels/titans/fused.h"
 #include "kernels/titans/reference.h"
 #include "layers/swa/swa.h"
 #include "layers/titans/short_conv.h"

@@ -11,7 +11,7 @@
 
 #include "framework/dist/sequence_collectives.h"
 #include "framework/model/parts.h"
-#include "kernels/titans/fused_cpu.h"
+#include "kernels/titans/fused.h"
 #include "kernels/titans/reference.h"
 #include "layers/swa/swa.h"
 #include "layers/titans/memory_cp.h"

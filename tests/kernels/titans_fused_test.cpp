@@ -1,5 +1,6 @@
-// The fused CPU Titans memory against the torch dual form (itself tested against the anchored
-// token loop in titans_test.cpp): outputs, the end state and every gradient, in fp64 and fp32.
+// The fused Titans memory, both engines (the raw CPU loops and the batched ATen ops that CUDA
+// runs), against the torch dual form (itself tested against the anchored token loop in
+// titans_test.cpp): outputs, the end state and every gradient, in fp64 and fp32.
 #include <ATen/TensorOperators.h>
 #include <ATen/ops/randn_like.h>
 #include <fmt/format.h>
@@ -7,7 +8,7 @@
 #include <torch/csrc/autograd/autograd.h>
 
 #include "kernels/titans/dual.h"
-#include "kernels/titans/fused_cpu.h"
+#include "kernels/titans/fused.h"
 #include "kernels/titans/reference.h"
 #include "tests/common/test_util.h"
 #include "tests/kernels/titans_inputs.h"
@@ -67,35 +68,45 @@ void PrintTo(const FusedCase& c, std::ostream* os) {
   *os << fmt::format("N {} chunk {} layers {} clamp {} tau {}", c.N, c.chunk, c.layers, c.max_grad_norm, c.tau);
 }
 
+MemorySpec spec_of(const FusedCase& c, double loss_scale) {
+  MemorySpec spec;
+  spec.chunk = c.chunk, spec.activation = c.act, spec.read_after_write = c.after, spec.loss_scale = loss_scale;
+  spec.max_grad_norm = c.max_grad_norm;
+  return spec;
+}
+
+/// The two engines of memory_fused, by name.
+const std::pair<const char*, MemoryKernel> kEngines[] = {{"cpu", memory_fused}, {"batched", memory_fused_batched}};
+
 class FusedMemory : public ::testing::TestWithParam<FusedCase> {};
 
 TEST_P(FusedMemory, EqualsTheDualFormForwardEndStateAndEveryGradient) {
   const FusedCase c = GetParam();
   at::manual_seed(3);
   const Inputs in = random_inputs(c.N, c.layers);
-  MemorySpec spec;
-  spec.chunk = c.chunk, spec.activation = c.act, spec.read_after_write = c.after, spec.loss_scale = 0.7;
-  spec.max_grad_norm = c.max_grad_norm;
+  const MemorySpec spec = spec_of(c, 0.7);
   const MemoryState momentum = start(in, true);
   const char* names[] = {"q", "k", "v", "theta", "alpha", "eta"};
   for (auto [dtype, tol] : {std::pair{at::kDouble, 1e-10}, std::pair{at::kFloat, 2e-5}}) {
     const KernelRun want = run(memory_dual, in, momentum, spec, c.tau, dtype);
-    const KernelRun got = run(memory_fused, in, momentum, spec, c.tau, dtype);
-    const std::string at = dtype == at::kDouble ? "fp64 " : "fp32 ";
-    testing::expect_close(at + "y", want.y, got.y, tol);
-    ASSERT_EQ(want.end.tau, got.end.tau);
-    for (size_t l = 0; l < want.end.weights.size(); ++l) {
-      testing::expect_close(at + "W end", want.end.weights[l], got.end.weights[l], tol);
-      testing::expect_close(at + "S end", want.end.momentum[l], got.end.momentum[l], tol);
-      testing::expect_close(at + "anchor end", want.end.anchor[l], got.end.anchor[l], tol);
-    }
-    ASSERT_EQ(want.grads.size(), got.grads.size());
-    for (size_t i = 0; i < want.grads.size(); ++i) {
-      const std::string name = i < 6 ? names[i]
-                               : i < 6 + in.w0.size() ? fmt::format("W0[{}]", i - 6)
-                                                      : fmt::format("S0[{}]", i - 6 - in.w0.size());
-      ASSERT_TRUE(got.grads[i].defined()) << name;
-      testing::expect_close(at + "d" + name, want.grads[i], got.grads[i], tol);
+    for (auto [engine, kernel] : kEngines) {
+      const KernelRun got = run(kernel, in, momentum, spec, c.tau, dtype);
+      const std::string at = fmt::format("{} {} ", engine, dtype == at::kDouble ? "fp64" : "fp32");
+      testing::expect_close(at + "y", want.y, got.y, tol);
+      ASSERT_EQ(want.end.tau, got.end.tau);
+      for (size_t l = 0; l < want.end.weights.size(); ++l) {
+        testing::expect_close(at + "W end", want.end.weights[l], got.end.weights[l], tol);
+        testing::expect_close(at + "S end", want.end.momentum[l], got.end.momentum[l], tol);
+        testing::expect_close(at + "anchor end", want.end.anchor[l], got.end.anchor[l], tol);
+      }
+      ASSERT_EQ(want.grads.size(), got.grads.size());
+      for (size_t i = 0; i < want.grads.size(); ++i) {
+        const std::string name = i < 6 ? names[i]
+                                 : i < 6 + in.w0.size() ? fmt::format("W0[{}]", i - 6)
+                                                        : fmt::format("S0[{}]", i - 6 - in.w0.size());
+        ASSERT_TRUE(got.grads[i].defined()) << name;
+        testing::expect_close(at + "d" + name, want.grads[i], got.grads[i], tol);
+      }
     }
   }
 }
@@ -106,8 +117,7 @@ TEST_P(FusedMemory, WithoutGradientsKeepsOnlyTheLastChunkStartAndGivesTheSameRes
   const FusedCase c = GetParam();
   at::manual_seed(4);
   const Inputs in = random_inputs(c.N, c.layers);
-  MemorySpec spec;
-  spec.chunk = c.chunk, spec.activation = c.act, spec.read_after_write = c.after, spec.max_grad_norm = c.max_grad_norm;
+  const MemorySpec spec = spec_of(c, 1.0);
   at::NoGradGuard no_grad;
   MemoryState s = start(in, true);
   auto lead = [&](const at::Tensor& t) { return t.narrow(2, 0, c.tau); };
@@ -117,13 +127,16 @@ TEST_P(FusedMemory, WithoutGradientsKeepsOnlyTheLastChunkStartAndGivesTheSameRes
     return f(rest(in.q), rest(in.k), rest(in.v), rest(in.theta), rest(in.alpha), rest(in.eta), s, spec);
   };
   const auto [y_want, want] = call(memory_dual);
-  const auto [y, got] = call(memory_fused);
-  testing::expect_close("y", y_want, y, 1e-10);
-  ASSERT_EQ(want.tau, got.tau);
-  for (size_t l = 0; l < want.weights.size(); ++l) {
-    testing::expect_close("W end", want.weights[l], got.weights[l], 1e-10);
-    testing::expect_close("S end", want.momentum[l], got.momentum[l], 1e-10);
-    testing::expect_close("anchor end", want.anchor[l], got.anchor[l], 1e-10);
+  for (auto [engine, kernel] : kEngines) {
+    const auto [y, got] = call(kernel);
+    const std::string at = std::string(engine) + " ";
+    testing::expect_close(at + "y", y_want, y, 1e-10);
+    ASSERT_EQ(want.tau, got.tau);
+    for (size_t l = 0; l < want.weights.size(); ++l) {
+      testing::expect_close(at + "W end", want.weights[l], got.weights[l], 1e-10);
+      testing::expect_close(at + "S end", want.momentum[l], got.momentum[l], 1e-10);
+      testing::expect_close(at + "anchor end", want.anchor[l], got.anchor[l], 1e-10);
+    }
   }
 }
 
@@ -153,10 +166,13 @@ TEST(FusedMemoryKernel, RefusesADoubleBackwardInsteadOfDroppingIt) {
   MemorySpec spec;
   spec.chunk = 4;
   const MemoryState s = start(in, false);
-  const at::Tensor y = memory_fused(in.q, in.k, in.v, in.theta, in.alpha, in.eta, s, spec).first;
-  EXPECT_THROW(torch::autograd::grad({y.pow(2).sum()}, {in.q}, {}, true, /*create_graph=*/true), c10::Error);
-  const at::Tensor y2 = memory_fused(in.q, in.k, in.v, in.theta, in.alpha, in.eta, s, spec).first;
-  EXPECT_NO_THROW(torch::autograd::grad({y2.pow(2).sum()}, {in.q}));
+  for (auto [engine, kernel] : kEngines) {
+    const at::Tensor y = kernel(in.q, in.k, in.v, in.theta, in.alpha, in.eta, s, spec).first;
+    EXPECT_THROW(torch::autograd::grad({y.pow(2).sum()}, {in.q}, {}, true, /*create_graph=*/true), c10::Error)
+        << engine;
+    const at::Tensor y2 = kernel(in.q, in.k, in.v, in.theta, in.alpha, in.eta, s, spec).first;
+    EXPECT_NO_THROW(torch::autograd::grad({y2.pow(2).sum()}, {in.q})) << engine;
+  }
 }
 
 TEST(FusedMemoryKernel, MismatchedShapesAreRefusedBeforeAnyRawLoopRuns) {
@@ -185,10 +201,10 @@ TEST(FusedMemoryKernel, MismatchedShapesAreRefusedBeforeAnyRawLoopRuns) {
 TEST(FusedMemoryKernel, TheKernelChoiceNamesItsImplementation) {
   EXPECT_EQ(memory_kernel("auto", false), &memory_fused);
   EXPECT_EQ(memory_kernel("fused", false), &memory_fused);
-  EXPECT_EQ(memory_kernel("auto", true), &memory_dual);
+  EXPECT_EQ(memory_kernel("auto", true), memory_cuda_validated() ? &memory_fused : &memory_dual);
   EXPECT_EQ(memory_kernel("chunked", false), &memory_dual);
   EXPECT_EQ(memory_kernel("reference", false), &memory_reference);
-  EXPECT_EQ(memory_kernel("fused", true), &memory_dual);  // no CUDA memory kernel: a note, then chunked
+  EXPECT_EQ(memory_kernel("fused", true), &memory_fused);  // the batched engine there
   EXPECT_THROW(memory_kernel("fast", false), c10::Error);
 }
 

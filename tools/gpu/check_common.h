@@ -1,4 +1,4 @@
-// What the GPU check programs (linear_check, attention_check) share: a device sync, the error
+// What the GPU check programs (linear_check, attention_check, titans_check) share: a device sync, the error
 // measure they compare with tolerances, and a timer that waits for the device.
 #pragma once
 #include <ATen/core/Tensor.h>
