@@ -93,7 +93,9 @@ void Titans::init_parameters(const InitScales& s) {
 }
 
 std::vector<CpStrategy> Titans::cp_strategies() const {
-  if (o_.architecture == "mac" || o_.persistent > 0) return {};
+  if (o_.architecture == "mac") return o_.retrieval == "causal" ? std::vector{CpStrategy::serial_state}
+                                                                 : std::vector<CpStrategy>{};
+  if (o_.persistent > 0) return {};
   return {CpStrategy::serial_state};
 }
 

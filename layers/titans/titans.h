@@ -16,6 +16,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "framework/model/mixer.h"
@@ -79,8 +80,8 @@ class Titans : public Mixer {
   std::unique_ptr<MixerState> init_state(int64_t batch, int64_t max_len) override;
   at::Tensor step(const at::Tensor& x_t, MixerState& state) override;
   void init_parameters(const InitScales& s) override;
-  /// serial_state; none for mac (sequential over segments inside each layer) or with persistent
-  /// tokens (docs/parallelism.md).
+  /// serial_state (mac: the segment's context travels with the memory state); none with
+  /// persistent tokens outside mac, or for mac's prefix retrieval (docs/parallelism.md).
   std::vector<CpStrategy> cp_strategies() const override;
   double extra_flops_per_token(int64_t seq_len) const override;
 
@@ -117,6 +118,17 @@ class Titans : public Mixer {
   at::Tensor retrieval_queries(const at::Tensor& q_raw, const at::Tensor& q_tail);
   at::Tensor step_tokens(const at::Tensor& x_t, TitansState& s);  ///< lmm, mag, mal
   // mac (layers/titans/mac.cpp)
+  /// mac's loop between two pieces of a sequence (a context-parallel shard edge may cut a segment).
+  struct MacCarry {
+    kernels::MemoryState memory;           ///< the running memory
+    std::vector<at::Tensor> segment_start;  ///< M_{i−1}: the weights the current segment's retrievals read
+    at::Tensor y_tail;                      ///< [B, κ − 1, 3·H·d]: the attention outputs' last raw projections
+    at::Tensor context;                     ///< [B, 2m, D]: the current segment's interleaved (h, s) rows so far
+  };
+  MacCarry mac_start(const at::Tensor& x) const;  ///< at the sequence start, for x [B, T, D]
+  /// x [B, T, D] (its retrieval queries [B, H, T, d]) from `carry`, m tokens into a segment.
+  std::pair<at::Tensor, MacCarry> mac_run(const at::Tensor& x, const at::Tensor& queries, MacCarry carry, int64_t m,
+                                          const MixerContext& ctx);
   at::Tensor mac_forward(const at::Tensor& x, const MixerContext& ctx);
   at::Tensor mac_step(const at::Tensor& x_t, TitansState& s);
   /// [P; h_1, s_1, h_2, s_2, ...] (causal) or [P; h; s] (prefix) from h, s [B, n, D].
