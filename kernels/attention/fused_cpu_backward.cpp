@@ -5,7 +5,6 @@
 // gradient parallel over (batch, kv head, key tile), summing the G query heads of the kv head
 // in place. Either way no two threads write one row.
 #include <ATen/Parallel.h>
-#include <ATen/ops/mm.h>
 
 #include <vector>
 
@@ -58,11 +57,10 @@ void backward_tiles(const Tensors<T>& in, const TilePlan& plan, const T* o, cons
       sc.lse[a] = in.sigmoid ? T(0) : lse[r];
       sc.D[a] = in.sigmoid ? T(0) : Drow[r];
     }
-    at::Tensor p_t = view(sc.p.data(), rows, cols, Bc), ds_t = view(sc.ds.data(), rows, cols, Bc);
-    at::mm_out(p_t, view(qt, rows, d, d), view(in.k + (kvb * Tk + j0) * d, cols, d, d).t());
+    cpu::gemm<T>(false, true, rows, cols, d, T(1), qt, d, in.k + (kvb * Tk + j0) * d, d, T(0), sc.p.data(), Bc);
     weights(in, sc.p.data(), rows, cols, Bc, in.key_bias ? in.key_bias + kvb * Tk + j0 : nullptr,
             kind == TileKind::partial ? sc.vis.data() : nullptr, sc.lse.data());
-    at::mm_out(ds_t, view(dot_, rows, d, d), view(in.v + (kvb * Tk + j0) * d, cols, d, d).t());
+    cpu::gemm<T>(false, true, rows, cols, d, T(1), dot_, d, in.v + (kvb * Tk + j0) * d, d, T(0), sc.ds.data(), Bc);
     for (int64_t a = 0; a < rows; ++a) {  // dS (hidden entries have p = 0)
       const T* p = sc.p.data() + a * Bc;
       T* ds = sc.ds.data() + a * Bc;
@@ -81,9 +79,8 @@ void backward_tiles(const Tensors<T>& in, const TilePlan& plan, const T* o, cons
   // dK_J += scale·dSᵀ Q_I, dV_J += Pᵀ dO_I and the key-bias sums of one tile pair.
   auto key_grads = [&](const Scratch<T>& sc, int64_t kvb, const RowTile& rt, int64_t j0, int64_t cols, const T* qt,
                        const T* dot_) {
-    view(dv + (kvb * Tk + j0) * d, cols, d, d).addmm_(view(sc.p.data(), rt.n, cols, Bc).t(), view(dot_, rt.n, d, d));
-    view(dk + (kvb * Tk + j0) * d, cols, d, d)
-        .addmm_(view(sc.ds.data(), rt.n, cols, Bc).t(), view(qt, rt.n, d, d), 1, in.scale);
+    cpu::gemm<T>(true, false, cols, d, rt.n, T(1), sc.p.data(), Bc, dot_, d, T(1), dv + (kvb * Tk + j0) * d, d);
+    cpu::gemm<T>(true, false, cols, d, rt.n, T(in.scale), sc.ds.data(), Bc, qt, d, T(1), dk + (kvb * Tk + j0) * d, d);
     if (dbias) {  // the bias is per key: its gradient sums dS over the query rows
       T* db = dbias + kvb * Tk + j0;
       for (int64_t a = 0; a < rt.n; ++a) {
@@ -98,14 +95,13 @@ void backward_tiles(const Tensors<T>& in, const TilePlan& plan, const T* o, cons
   // else through `buf` [Br, d].
   auto query_grads = [&](const Scratch<T>& sc, int64_t bh, int64_t kvb, const RowTile& rt, int64_t j0, int64_t cols,
                          T* buf) {
-    const at::Tensor ds_t = view(sc.ds.data(), rt.n, cols, Bc);
-    const at::Tensor k_t = view(in.k + (kvb * Tk + j0) * d, cols, d, d);
+    const T* k_j = in.k + (kvb * Tk + j0) * d;
     if (rt.contiguous) {
-      view(dq + (bh * Tq + rt.rows[0]) * d, rt.n, d, d).addmm_(ds_t, k_t, 1, in.scale);
+      cpu::gemm<T>(false, false, rt.n, d, cols, T(in.scale), sc.ds.data(), Bc, k_j, d, T(1),
+                   dq + (bh * Tq + rt.rows[0]) * d, d);
       return;
     }
-    at::Tensor tmp = view(buf, rt.n, d, d);
-    at::mm_out(tmp, ds_t, k_t);
+    cpu::gemm<T>(false, false, rt.n, d, cols, T(1), sc.ds.data(), Bc, k_j, d, T(0), buf, d);
     for (int64_t a = 0; a < rt.n; ++a) {
       T* row = dq + (bh * Tq + rt.rows[a]) * d;
       for (int64_t x = 0; x < d; ++x) row[x] += in.scale * buf[a * d + x];
@@ -156,12 +152,12 @@ void backward_tiles(const Tensors<T>& in, const TilePlan& plan, const T* o, cons
       const RowTile& rt = plan.row_tile(bh, t);
       const int64_t kvb = (bh / plan.H) * plan.Hkv + (bh % plan.H) / plan.group();
       std::fill(dq_acc.begin(), dq_acc.end(), T(0));
-      at::Tensor dq_t = view(dq_acc.data(), rt.n, d, d);
       for (int64_t j0 = 0; j0 < Tk; j0 += Bc) {
         const int64_t cols = std::min(Bc, Tk - j0);
         const T *qt = nullptr, *dot_ = nullptr;
         if (!tile_grads(sc, bh, rt, j0, cols, qt, dot_)) continue;
-        dq_t.addmm_(view(sc.ds.data(), rt.n, cols, Bc), view(in.k + (kvb * Tk + j0) * d, cols, d, d), 1, in.scale);
+        cpu::gemm<T>(false, false, rt.n, d, cols, T(in.scale), sc.ds.data(), Bc, in.k + (kvb * Tk + j0) * d, d, T(1),
+                     dq_acc.data(), d);
       }
       for (int64_t a = 0; a < rt.n; ++a) std::copy_n(dq_acc.data() + a * d, d, dq + (bh * Tq + rt.rows[a]) * d);
     }

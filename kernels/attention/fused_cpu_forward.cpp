@@ -1,7 +1,6 @@
 // Tiled CPU attention forward (docs/kernels/attention.md, "Tiled CPU kernel"): one work item
 // per (batch, head, query tile); key tiles the plan marks skip cost nothing.
 #include <ATen/Parallel.h>
-#include <ATen/ops/mm.h>
 
 #include <vector>
 
@@ -28,7 +27,6 @@ void forward_tiles(const Tensors<T>& in, const TilePlan& plan, T* o, T* lse) {
       std::fill(m.begin(), m.end(), -std::numeric_limits<T>::infinity());
       std::fill(l.begin(), l.end(), T(0));
       std::fill(acc.begin(), acc.end(), T(0));
-      at::Tensor acc_t = view(acc.data(), rows, d, d);
       for (int64_t j0 = 0; j0 < plan.Tk; j0 += Bc) {
         const int64_t cols = std::min(Bc, plan.Tk - j0);
         const TileKind kind = plan.classify(b, g, rt, j0, cols);
@@ -36,8 +34,7 @@ void forward_tiles(const Tensors<T>& in, const TilePlan& plan, T* o, T* lse) {
         if (kind == TileKind::partial && !fill_mask(plan, b, g, rt, j0, cols, vis.data(), Bc)) continue;
         const Visible* mask = kind == TileKind::partial ? vis.data() : nullptr;
         const T* bias = in.key_bias ? in.key_bias + kvb * plan.Tk + j0 : nullptr;
-        at::Tensor s_t = view(s.data(), rows, cols, Bc);
-        at::mm_out(s_t, view(qt, rows, d, d), view(kb + j0 * d, cols, d, d).t());  // Q_I K_Jᵀ
+        cpu::gemm<T>(false, true, rows, cols, d, T(1), qt, d, kb + j0 * d, d, T(0), s.data(), Bc);  // Q_I K_Jᵀ
         if (in.sigmoid) {
           weights(in, s.data(), rows, cols, Bc, bias, mask, static_cast<const T*>(nullptr));
         } else {
@@ -61,7 +58,7 @@ void forward_tiles(const Tensors<T>& in, const TilePlan& plan, T* o, T* lse) {
             l[a] = l[a] * alpha + sum, m[a] = new_max;
           }
         }
-        acc_t.addmm_(s_t, view(vb + j0 * d, cols, d, d));  // + P̃ V_J
+        cpu::gemm<T>(false, false, rows, d, cols, T(1), s.data(), Bc, vb + j0 * d, d, T(1), acc.data(), d);  // + P̃ V_J
       }
       for (int64_t a = 0; a < rows; ++a) {
         const int64_t i = rt.rows[a];

@@ -1,9 +1,11 @@
 // Shared pieces of the tiled CPU attention forward and backward (docs/kernels/attention.md):
-// tile views for at::mm, row gathers and the score transforms. Included only by the files
-// compiled once per instruction set, inside that copy's namespace ATTNLAB_ISA (tile_entry.h).
+// aligned scratch, row gathers and the score transforms. The tile GEMMs call the BLAS directly
+// (kernels/common/cpu_blas.h; single-threaded inside at::parallel_for), without at::mm's
+// dispatch and tensor allocation, which cost more than a 32 × 16 tile's product. Included only
+// by the files compiled once per instruction set, inside that copy's namespace ATTNLAB_ISA
+// (tile_entry.h).
 // Internal to kernels/attention/.
 #pragma once
-#include <ATen/ops/from_blob.h>
 
 #include <algorithm>
 #include <cmath>
@@ -14,6 +16,7 @@
 #include <vector>
 
 #include "kernels/attention/row_math.h"
+#include "kernels/common/cpu_blas.h"
 #include "kernels/attention/tile_entry.h"
 #include "kernels/attention/tile_plan.h"
 
@@ -34,14 +37,6 @@ struct CacheLineAllocator {
 };
 template <class T>
 using AlignedBuffer = std::vector<T, CacheLineAllocator<T>>;
-
-/// A row-major [rows, cols] view of raw memory with leading dimension `ld`, for tile GEMMs
-/// (at::mm inside at::parallel_for runs on the calling thread).
-template <class T>
-at::Tensor view(const T* p, int64_t rows, int64_t cols, int64_t ld) {
-  return at::from_blob(const_cast<T*>(p), {rows, cols}, {ld, 1},
-                       at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value));
-}
 
 /// The rows of `rt` from `base` ([T, d] of one head): a pointer into base when they are
 /// consecutive, else a copy gathered into buf.
